@@ -1,0 +1,18 @@
+"""fedqnn: federated learning of quantum neural operators on Flower.
+
+``fedqnn.run(config)`` does what ``fedqnn run`` does and returns the run's summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["run", "__version__"]
+
+
+def run(config: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run a federated simulation; see :func:`fedqnn.simulation.run_simulation_from_config`."""
+    from fedqnn.simulation import run_simulation_from_config
+
+    return run_simulation_from_config(config or {}, **kwargs)

@@ -1,0 +1,257 @@
+"""Run configuration: defaults, layering, dotted overrides and validation.
+
+Precedence, lowest first (see ``CONTRACTS.md``): built-in defaults < ``[tool.flwr.app.config]``
+< ``--config FILE.toml`` < ``--set key=value``. Nested keys are dotted (``broker.policy=aware``).
+Every value is validated before a run starts; a bad value raises :class:`ConfigError` naming
+the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "DEFAULTS",
+    "FIELDS",
+    "build_config",
+    "flatten",
+    "unflatten",
+    "parse_set",
+    "validate",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of the configuration: type, default and what is allowed."""
+
+    default: Any
+    kind: type | tuple[type, ...]
+    help: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+    nullable: bool = False
+
+
+def _f(default: Any, kind: Any, help: str, **kw: Any) -> Field:
+    return Field(default, kind, help, **kw)
+
+
+# The registry names are checked lazily (plug-ins may add names), see ``validate``.
+FIELDS: dict[str, Field] = {
+    # federation
+    "clients": _f(10, int, "number of simulated QPU clients (SuperNodes)", low=1, high=10_000),
+    "rounds": _f(5, int, "number of federated rounds (the total, also with --resume)", low=1),
+    "strategy": _f("fedavg", str, "aggregation strategy: a registry name or module:Class"),
+    "task": _f("antiderivative", str, "learning task: antiderivative, heat, digits"),
+    "seed": _f(0, int, "master seed: one seed makes a run repeat exactly", low=0),
+    "out": _f("runs/latest", str, "output directory"),
+    "fraction_train": _f(1.0, float, "fraction of eligible nodes sampled per round", low=0.0, high=1.0),
+    "min_replies": _f(2, int, "fewest valid replies a round needs, else it is skipped", low=1),
+    "server_eval_every": _f(1, int, "evaluate the global model on the server every N rounds", low=1),
+    "num_cpus_per_client": _f(1, int, "Simulation Engine: CPUs reserved per client", low=1),
+    "progress": _f(True, bool, "print one progress line per round"),
+    # model
+    "model.qubits": _f(4, int, "qubits of the quantum layer", low=1, high=20),
+    "model.layers": _f(2, int, "entangling layers of the ansatz", low=1, high=50),
+    "model.device": _f("default.qubit", str, "PennyLane device name, or 'torch' (plain-torch statevector)"),
+    "model.diff_method": _f("backprop", str, "PennyLane differentiation method",
+                            choices=("backprop", "adjoint", "parameter-shift", "finite-diff", "best")),
+    "model.shots": _f(0, int, "shots per expectation value; 0 = analytic", low=0),
+    "model.features": _f(8, int, "input features fed to the encoder (basis coefficients / PCA)", low=1, high=256),
+    "model.basis": _f(16, int, "output basis functions of the trunk (operator tasks)", low=1, high=256),
+    "model.reuploads": _f(2, int, "times the encoded input is re-uploaded between layers", low=1, high=20),
+    "model.classical": _f(False, bool, "ablation: replace the quantum layer by a classical layer of equal parameter count"),
+    # local training
+    "train.epochs": _f(1, int, "local epochs per round", low=1),
+    "train.lr": _f(0.02, float, "local learning rate (Adam)", low=0.0),
+    "train.batch_size": _f(16, int, "local batch size", low=1),
+    "train.threads": _f(1, int, "torch threads per client process", low=1),
+    # data
+    "data.samples_per_client": _f(64, int, "training samples per client", low=1),
+    "data.test_samples": _f(200, int, "held-out samples evaluated on the server", low=1),
+    "data.split": _f("iid", str, "client partitioner", choices=("iid", "dirichlet")),
+    "data.alpha": _f(0.5, float, "Dirichlet concentration (data.split=dirichlet)", low=1e-6),
+    "data.sensors": _f(64, int, "sensor points of the input functions (operator tasks)", low=4),
+    "data.queries": _f(32, int, "query points of the output functions in training", low=2),
+    "data.eval_queries": _f(97, int, "query resolution of the unseen-resolution evaluation", low=2),
+    "data.length_scale": _f(0.2, float, "GRF length scale of the input functions", low=1e-3),
+}
+
+
+def _nested_defaults() -> dict[str, Any]:
+    return unflatten({k: copy.deepcopy(f.default) for k, f in FIELDS.items()})
+
+
+DEFAULTS: dict[str, Any] = _nested_defaults()
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"a.b": value}``."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and f"{name}" not in FIELDS:
+            out.update(flatten(value, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": value}`` -> nested dict."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: '{part}' is a value, not a table")
+        node[parts[-1]] = value
+    return out
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse a ``--set`` value as TOML (numbers, booleans, strings, arrays), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (the CLI's ``--set``) into a flat dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.lr=0.05")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {item!r}: empty key")
+        out[key] = _parse_scalar(text.strip())
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file; a ``[tool.flwr.app.config]`` or ``[fedqnn]`` table is used if present."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid TOML ({exc})") from exc
+    if "tool" in data and "flwr" in data["tool"]:
+        data = data["tool"]["flwr"].get("app", {}).get("config", {})
+    elif "fedqnn" in data:
+        data = data["fedqnn"]
+    return flatten(data)
+
+
+def _coerce(key: str, field: Field, value: Any) -> Any:
+    if value is None and field.nullable:
+        return None
+    kind = field.kind
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if not ok:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{key}: expected {names}, got {value!r} ({field.help})")
+    if field.choices is not None and value not in field.choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, field.choices))}; got {value!r}")
+    if field.low is not None and value < field.low:
+        raise ConfigError(f"{key}: expected >= {field.low}, got {value!r} ({field.help})")
+    if field.high is not None and value > field.high:
+        raise ConfigError(f"{key}: expected <= {field.high}, got {value!r} ({field.help})")
+    if field.check is not None and (msg := field.check(value)):
+        raise ConfigError(f"{key}: {msg}")
+    return value
+
+
+def _closest(key: str) -> str:
+    import difflib
+
+    hits = difflib.get_close_matches(key, FIELDS.keys(), n=3)
+    return f" (did you mean {', '.join(hits)}?)" if hits else ""
+
+
+def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every field; returns a nested, coerced copy or raises :class:`ConfigError`."""
+    flat = flatten(cfg)
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key not in FIELDS:
+            raise ConfigError(f"{key}: unknown config key{_closest(key)}")
+        out[key] = _coerce(key, FIELDS[key], value)
+    for key, field in FIELDS.items():
+        out.setdefault(key, copy.deepcopy(field.default))
+    nested = unflatten(out)
+    _cross_checks(nested)
+    return nested
+
+
+def _cross_checks(cfg: dict[str, Any]) -> None:
+    from fedqnn.tasks import TASKS
+
+    if cfg["task"] not in TASKS:
+        raise ConfigError(f"task: expected one of {', '.join(sorted(TASKS))}; got {cfg['task']!r}")
+    from strategies.registry import resolve_strategy_name
+
+    resolve_strategy_name(cfg["strategy"])  # raises ConfigError naming 'strategy'
+    if cfg["min_replies"] > cfg["clients"]:
+        raise ConfigError(
+            f"min_replies: expected <= clients ({cfg['clients']}), got {cfg['min_replies']}"
+        )
+    if cfg["model"]["device"] != "torch":
+        _check_device(cfg["model"]["device"])
+
+
+def _check_device(name: str) -> None:
+    import pennylane as qml
+
+    try:
+        qml.device(name, wires=1)
+    except Exception as exc:  # noqa: BLE001 - PennyLane raises many kinds
+        raise ConfigError(
+            f"model.device: {name!r} is not an installed PennyLane device ({exc.__class__.__name__}); "
+            "try default.qubit, lightning.qubit or torch"
+        ) from exc
+
+
+def build_config(
+    *layers: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Merge flat or nested override layers (lowest first) over the defaults and validate."""
+    flat: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            flat.update(flatten(layer))
+    return validate(flat)
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """Stable short hash of a config (for caches and checkpoints)."""
+    import hashlib
+
+    blob = json.dumps(flatten(cfg), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
