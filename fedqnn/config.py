@@ -73,7 +73,8 @@ FIELDS: dict[str, Field] = {
     "model.shots": _f(0, int, "shots per expectation value; 0 = analytic", low=0),
     "model.features": _f(8, int, "input features fed to the encoder (basis coefficients / PCA)", low=1, high=256),
     "model.basis": _f(16, int, "output basis functions of the trunk (operator tasks)", low=1, high=256),
-    "model.reuploads": _f(2, int, "times the encoded input is re-uploaded between layers", low=1, high=20),
+    "model.trunk": _f("cosine", str, "trunk of operator models: fixed cosine basis or a learnable MLP",
+                      choices=("cosine", "mlp")),
     "model.classical": _f(False, bool, "ablation: replace the quantum layer by a classical layer of equal parameter count"),
     # local training
     "train.epochs": _f(1, int, "local epochs per round", low=1),
@@ -90,13 +91,6 @@ FIELDS: dict[str, Field] = {
     "data.eval_queries": _f(97, int, "query resolution of the unseen-resolution evaluation", low=2),
     "data.length_scale": _f(0.2, float, "GRF length scale of the input functions", low=1e-3),
 }
-
-
-def _nested_defaults() -> dict[str, Any]:
-    return unflatten({k: copy.deepcopy(f.default) for k, f in FIELDS.items()})
-
-
-DEFAULTS: dict[str, Any] = _nested_defaults()
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -123,6 +117,13 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{key}: '{part}' is a value, not a table")
         node[parts[-1]] = value
     return out
+
+
+def _nested_defaults() -> dict[str, Any]:
+    return unflatten({k: copy.deepcopy(f.default) for k, f in FIELDS.items()})
+
+
+DEFAULTS: dict[str, Any] = _nested_defaults()
 
 
 def _parse_scalar(text: str) -> Any:

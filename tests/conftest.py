@@ -23,12 +23,22 @@ def _flwr_home(tmp_path_factory: pytest.TempPathFactory) -> None:
         pass
 
 
-@pytest.fixture
-def message_context():
-    """Let tests build ``flwr`` Messages outside a running app (flwr 1.42 needs a task identity)."""
+@pytest.fixture(autouse=True)
+def task_identity():
+    """Give the test process the task identity Flower's runtime would set.
+
+    Since flwr 1.38 a ``Message`` built outside a running app stamps run_id / node_id from the
+    process-wide ``TaskIdentity``; on 1.42 a bare test process raises
+    ``TaskIdentity.run_id is not set`` without this.
+    """
     try:
-        from flwr.common import message as _m  # noqa: F401
-    except ImportError:  # pragma: no cover
+        from flwr.supercore.task_identity import TaskIdentity
+    except ImportError:  # pragma: no cover - older/newer Flower without it
         yield
         return
+    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+    TaskIdentity.task_id = 1
+    TaskIdentity.run_id = 1
+    TaskIdentity.node_id = 0
     yield
+    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved

@@ -1,0 +1,130 @@
+"""The honest QPU client: a Flower ``ClientApp`` on the Message API.
+
+Each SuperNode is one QPU named ``node-<partition-id>`` (``partition-id`` and ``num-partitions``
+come from ``context.node_config``: set by the Simulation Engine, or by ``--node-config`` in a
+deployment). The run's validated config travels from the server in every instruction (the
+ConfigRecord ``"fedqnn"``, key ``"config"``, JSON), so a client needs no files of its own.
+
+Messages:
+
+* ``query``: reply with the node's identity (``partition-id``, ``num-partitions``).
+* ``train``: load the global arrays, train locally (RNG stream (seed, "train", round,
+  partition-id)), reply with the new arrays and metrics ``num-examples``, ``train_loss``,
+  ``partition-id``.
+* ``evaluate``: metrics of the received model on the local data.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedqnn.config import validate
+from fedqnn.tasks import LocalData, get_task
+from fedqnn.training import set_threads, train_local
+
+__all__ = ["app", "node_identity", "config_from_message"]
+
+CONFIG_RECORD = "fedqnn"
+
+
+def node_identity(context: Context) -> tuple[int, int]:
+    """(partition-id, num-partitions) from the node config; a clear error if absent."""
+    nc = context.node_config
+    try:
+        return int(nc["partition-id"]), int(nc["num-partitions"])
+    except KeyError as exc:
+        raise ValueError(
+            "node_config needs 'partition-id' and 'num-partitions' "
+            "(simulation sets them; deployments pass --node-config \"partition-id=0 num-partitions=3\")"
+        ) from exc
+
+
+def config_from_message(msg: Message) -> dict[str, Any]:
+    return _parse_config(str(msg.content[CONFIG_RECORD]["config"]))
+
+
+@lru_cache(maxsize=4)
+def _parse_config(text: str) -> dict[str, Any]:
+    return validate(json.loads(text))
+
+
+@lru_cache(maxsize=4)
+def _local_data(cfg_text: str, partition_id: int, num_partitions: int) -> LocalData:
+    cfg = _parse_config(cfg_text)
+    return get_task(cfg["task"]).client_data(cfg, partition_id, num_partitions)
+
+
+def _model(cfg_text: str):  # a fresh module per call is cheap; the QNode build is what costs
+    cfg = _parse_config(cfg_text)
+    return get_task(cfg["task"]).build_model(cfg)
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def _cached_model(cfg_text: str):
+    if cfg_text not in _MODELS:
+        _MODELS.clear()
+        _MODELS[cfg_text] = _model(cfg_text)
+    return _MODELS[cfg_text]
+
+
+app = ClientApp()
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    pid, num = node_identity(context)
+    return Message(RecordDict({"identity": MetricRecord({"partition-id": pid, "num-partitions": num})}), reply_to=msg)
+
+
+def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Train on local data; returns (model, cfg, metrics). Byzantine behaviours reuse this."""
+    cfg_text = str(msg.content[CONFIG_RECORD]["config"])
+    cfg = _parse_config(cfg_text)
+    set_threads(cfg["train"]["threads"])
+    pid, num = node_identity(context)
+    server_round = int(msg.content[CONFIG_RECORD]["server-round"])
+    task = get_task(cfg["task"])
+    model = _cached_model(cfg_text)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    data = _local_data(cfg_text, pid, num)
+    res = train_local(model, task, data, cfg, ("train", server_round, pid))
+    metrics = {
+        "num-examples": res.num_examples,
+        "train_loss": res.loss,
+        "partition-id": pid,
+        "train_seconds": res.seconds,
+    }
+    return model, cfg, metrics
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    model, _, metrics = local_train(msg, context)
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+    return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    cfg_text = str(msg.content[CONFIG_RECORD]["config"])
+    cfg = _parse_config(cfg_text)
+    pid, num = node_identity(context)
+    task = get_task(cfg["task"])
+    model = _cached_model(cfg_text)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    data = _local_data(cfg_text, pid, num)
+    if task.kind == "operator":
+        sets = {task.metric: data}
+    else:
+        sets = {"accuracy": data}
+    metrics = task.evaluate(model, sets)
+    metrics = {k: v for k, v in metrics.items() if k in (task.metric, "loss")}
+    metrics["num-examples"] = len(data)
+    return Message(RecordDict({"metrics": MetricRecord(metrics), "echo": ConfigRecord({"partition-id": pid})}), reply_to=msg)

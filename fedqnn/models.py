@@ -1,0 +1,188 @@
+"""Quantum neural operator and quantum classifier (torch modules around the fedqnn circuit).
+
+Quantum neural operator (a DeepONet-shaped operator with a quantum branch):
+
+    f(u)   = Q u                                  resolution-independent input features:
+                                                  f_k = ∫_0^1 u(x) cos(kπx) dx, k = 0..F-1,
+                                                  by the trapezoid rule on u's sensor grid
+    a(u)   = W_enc f(u) + b_enc  ∈ R^{L×n}        encoder: angles of the RY re-uploading layers
+    e(u)   = ⟨O_j⟩_{ψ(a(u); θ)} ∈ [-1, 1]^{2n-1}  quantum layer: ⟨Z_i⟩, ⟨Z_i Z_{i+1}⟩
+    c(u)   = W_out e(u) + b_out ∈ R^P             readout: coefficients of P output basis functions
+    G(u)(y) = Σ_p c_p(u) t_p(y) + b               trunk t: R → R^P (a small tanh MLP of the query y)
+
+Because f is an integral and t a function of y, the same model evaluates any sensor and query
+resolution: the property that makes an operator an operator.
+
+The classifier is the same branch with ``P = classes`` logits and no trunk.
+``classical=True`` swaps the quantum layer for a classical layer with (as near as possible) the
+same number of trainable parameters: the ablation that shows what the quantum part contributes.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedqnn.quantum.statevector import circuit_state, expectations, num_observables
+
+__all__ = ["QuantumLayer", "ClassicalSurrogate", "QuantumNeuralOperator", "QuantumClassifier", "build_model"]
+
+
+class QuantumLayer(nn.Module):
+    """angles (B, L, n) -> expectations (B, 2n - 1); trainable Rot weights (L, n, 3).
+
+    ``device="torch"`` uses the plain-torch statevector; any other name builds a PennyLane QNode
+    on that device (``default.qubit``, ``lightning.qubit``, a hardware plugin).
+    """
+
+    def __init__(
+        self, qubits: int, layers: int, device: str = "default.qubit", diff_method: str = "backprop",
+        shots: int = 0, seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.qubits, self.layers, self.device, self.shots = qubits, layers, device, shots
+        g = torch.Generator().manual_seed(seed)
+        self.weights = nn.Parameter(torch.rand((layers, qubits, 3), generator=g, dtype=torch.float64) * 2 * math.pi)
+        self._qnode = None
+        if device != "torch":
+            from fedqnn.quantum.qnode import make_qnode
+
+            self._qnode = make_qnode(qubits, layers, device, diff_method, shots)
+        self.out_features = num_observables(qubits)
+        self.shot_generator: torch.Generator | None = None
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        if self._qnode is not None:
+            return self._qnode(self.weights, angles)
+        e = expectations(circuit_state(angles, self.weights))
+        if self.shots:
+            e = sample_expectations(e, self.shots, self.shot_generator)
+        return e
+
+    def __getstate__(self) -> dict[str, Any]:  # QNodes do not pickle; rebuilt on load
+        state = self.__dict__.copy()
+        state["_qnode"] = None
+        return state
+
+
+def sample_expectations(e: torch.Tensor, shots: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Finite-shot estimates of ±1-valued observables, straight-through for the gradient.
+
+    An observable O with eigenvalues ±1 and mean μ gives +1 with probability (1 + μ)/2, so the
+    S-shot estimate is μ̂ = 2 K / S - 1 with K ~ Binomial(S, (1 + μ)/2) (variance (1 - μ²)/S).
+    The forward value is μ̂; the gradient is that of μ.
+    """
+    p = ((1.0 + e.detach()) / 2).clamp(0.0, 1.0)
+    k = torch.binomial(torch.full_like(p, float(shots)), p, generator=generator)
+    mu_hat = 2.0 * k / shots - 1.0
+    return e + (mu_hat - e).detach()
+
+
+class ClassicalSurrogate(nn.Module):
+    """Ablation: a classical map (B, L, n) -> (B, 2n - 1) with ≈ the quantum layer's parameter count.
+
+    Linear(L n -> h), tanh, Linear(h -> 2n - 1) with h chosen so the count is closest to 3 L n.
+    """
+
+    def __init__(self, qubits: int, layers: int, seed: int = 0) -> None:
+        super().__init__()
+        d_in, d_out = layers * qubits, num_observables(qubits)
+        target = 3 * layers * qubits
+        h = max(1, round((target - d_out) / (d_in + 1 + d_out)))
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Linear(d_in, h), nn.Tanh(), nn.Linear(h, d_out), nn.Tanh())
+        self.net.to(torch.float64)
+        self.out_features = d_out
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        return self.net(angles.flatten(1))
+
+
+@lru_cache(maxsize=32)
+def _cosine_quadrature(points: int, features: int) -> torch.Tensor:
+    """Q with (Q u)_k = ∫_0^1 u(x) cos(kπx) dx by the trapezoid rule on ``points`` uniform sensors."""
+    x = np.linspace(0.0, 1.0, points)
+    w = np.full(points, 1.0 / (points - 1))
+    w[[0, -1]] *= 0.5
+    k = np.arange(features)[:, None]
+    return torch.tensor(np.cos(np.pi * k * x[None, :]) * w[None, :], dtype=torch.float64)
+
+
+def _quantum_or_classical(cfg: dict[str, Any], seed: int) -> nn.Module:
+    m = cfg["model"]
+    if m["classical"]:
+        return ClassicalSurrogate(m["qubits"], m["layers"], seed=seed)
+    return QuantumLayer(m["qubits"], m["layers"], m["device"], m["diff_method"], m["shots"], seed=seed)
+
+
+class QuantumNeuralOperator(nn.Module):
+    """u samples (B, m) on a uniform grid, queries y (Q,) -> G(u)(y) (B, Q)."""
+
+    def __init__(self, cfg: dict[str, Any], seed: int = 0) -> None:
+        super().__init__()
+        m = cfg["model"]
+        torch.manual_seed(seed)
+        self.features, self.qubits, self.layers = m["features"], m["qubits"], m["layers"]
+        self.encoder = nn.Linear(self.features, self.layers * self.qubits, dtype=torch.float64)
+        self.quantum = _quantum_or_classical(cfg, seed)
+        self.readout = nn.Linear(self.quantum.out_features, m["basis"], dtype=torch.float64)
+        with torch.no_grad():  # start near the zero operator (rel_l2 ≈ 1), not at a random one
+            self.readout.weight.mul_(0.1)
+            self.readout.bias.zero_()
+        self.basis = m["basis"]
+        self.trunk_kind = m["trunk"]
+        if self.trunk_kind == "mlp":
+            self.trunk = nn.Sequential(
+                nn.Linear(1, 32, dtype=torch.float64), nn.Tanh(), nn.Linear(32, m["basis"], dtype=torch.float64)
+            )
+        self.bias = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def angles(self, u: torch.Tensor) -> torch.Tensor:
+        f = u.to(torch.float64) @ _cosine_quadrature(u.shape[-1], self.features).T
+        return self.encoder(f).view(-1, self.layers, self.qubits)
+
+    def forward(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = self.readout(self.quantum(self.angles(u)))
+        return c @ self.trunk_values(y).T + self.bias
+
+    def trunk_values(self, y: torch.Tensor) -> torch.Tensor:
+        """t(y) (Q, P): a tanh MLP, or the fixed basis t_p(y) = cos(pπy) (P = model.basis)."""
+        y = y.to(torch.float64).view(-1, 1)
+        if self.trunk_kind == "mlp":
+            return self.trunk(y)
+        return torch.cos(torch.pi * torch.arange(self.basis, dtype=torch.float64) * y)
+
+
+class QuantumClassifier(nn.Module):
+    """features (B, F) -> logits (B, classes)."""
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int, seed: int = 0) -> None:
+        super().__init__()
+        m = cfg["model"]
+        torch.manual_seed(seed)
+        self.qubits, self.layers = m["qubits"], m["layers"]
+        self.encoder = nn.Linear(m["features"], self.layers * self.qubits, dtype=torch.float64)
+        self.quantum = _quantum_or_classical(cfg, seed)
+        self.readout = nn.Linear(self.quantum.out_features, num_classes, dtype=torch.float64)
+
+    def angles(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.to(torch.float64)).view(-1, self.layers, self.qubits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.quantum(self.angles(x)))
+
+
+def build_model(cfg: dict[str, Any]) -> nn.Module:
+    """The task's model, initialised from the run seed (identical on server and clients)."""
+    from fedqnn.tasks import get_task
+
+    return get_task(cfg["task"]).build_model(cfg)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,205 @@
+"""The fedqnn ``ServerApp``: the round loop.
+
+Data flows one way: config -> server -> (participant selection) -> strategy.configure_train ->
+messages -> clients -> replies (sorted by node name) -> verification -> strategy.aggregate_train
+-> server-side evaluation -> metrics.
+
+The loop calls the Flower strategy's own hooks, so any ``flwr.serverapp.strategy.Strategy``
+plugs in; fedqnn does the parts a research run needs to be exact and auditable: stable node
+names (``node-<partition-id>``), seeded uniform participant selection, a fixed reply order, skipped
+rounds with a reason instead of crashes, and the outputs of CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable
+from logging import INFO
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid, ServerApp
+
+from fedqnn.config import ConfigError, build_config
+from fedqnn.results import RunWriter
+from fedqnn.seeding import derive_seed, rng
+from fedqnn.tasks import get_task
+
+__all__ = ["app", "make_server_app", "run_server", "discover_nodes", "SelectedGrid"]
+
+CONFIG_RECORD = "fedqnn"
+
+
+class SelectedGrid:
+    """A view of a Grid that exposes only this round's selected nodes (in a fixed order).
+
+    Strategies sample from ``grid.get_node_ids()``; with ``fraction_train=1.0`` they take exactly
+    the participants the server selected.
+    """
+
+    def __init__(self, grid: Grid, node_ids: list[int]) -> None:
+        self._grid, self._ids = grid, list(node_ids)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+
+def discover_nodes(grid: Grid, expected: int, timeout: float = 600.0) -> dict[int, str]:
+    """Map Flower node ids to ``node-<partition-id>`` by asking each node (a ``query`` message)."""
+    start = time.monotonic()
+    while len(ids := list(grid.get_node_ids())) < expected:
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"only {len(ids)} of {expected} nodes connected after {timeout:.0f} s")
+        time.sleep(0.5)
+    msgs = [
+        Message(RecordDict({}), dst_node_id=nid, message_type=MessageType.QUERY)
+        for nid in sorted(ids)
+    ]
+    names: dict[int, str] = {}
+    for reply in grid.send_and_receive(msgs, timeout=timeout):
+        if reply.has_error():
+            log(INFO, "node %s did not identify itself: %s", reply.metadata.src_node_id, reply.error.reason)
+            continue
+        pid = int(reply.content["identity"]["partition-id"])
+        names[reply.metadata.src_node_id] = f"node-{pid}"
+    dup = len(names) - len(set(names.values()))
+    if dup:
+        raise RuntimeError("two nodes claim the same partition-id: check each SuperNode's --node-config")
+    return names
+
+
+def _select(cfg: dict[str, Any], eligible: list[str], server_round: int) -> list[str]:
+    """Uniform sample of ceil(fraction_train x eligible) nodes, from the stream (seed, 'select', round).
+
+    Selection never depends on what nodes report (stamps, losses): a node cannot raise its own
+    chance of taking part.
+    """
+    k = max(1, int(round(cfg["fraction_train"] * len(eligible))))
+    k = min(k, len(eligible))
+    pick = rng(cfg["seed"], "select", server_round).choice(len(eligible), size=k, replace=False)
+    return sorted((eligible[i] for i in pick), key=_name_key)
+
+
+def _name_key(name: str) -> tuple[int, str]:
+    tail = name.rsplit("-", 1)[-1]
+    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
+
+
+def _weighted_train_loss(replies: Iterable[Message]) -> float | None:
+    num = den = 0.0
+    for m in replies:
+        rec = m.content["metrics"]
+        n = float(rec.get("num-examples", 0))
+        if "train_loss" in rec:
+            num += n * float(rec["train_loss"])
+            den += n
+    return num / den if den else None
+
+
+def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run ``cfg['rounds']`` rounds on ``grid`` and write the outputs to ``cfg['out']``."""
+    import torch
+
+    from strategies.flower_builtins import PreconditionError
+    from strategies.registry import build_strategy
+
+    torch.set_num_threads(max(1, cfg["train"]["threads"]))
+    task = get_task(cfg["task"])
+    random.seed(derive_seed(cfg["seed"], "python-random"))
+    names = discover_nodes(grid, cfg["clients"])
+    by_name = {v: k for k, v in names.items()}
+    node_names = sorted(by_name, key=_name_key)
+    model = task.build_model(cfg)
+    arrays = ArrayRecord(model.state_dict())
+    strategy = build_strategy(cfg)
+    test_sets = task.test_data(cfg)
+    writer = RunWriter(cfg["out"], task.metric, task.direction)
+    writer.reset(0)
+    cfg_text = json.dumps(cfg, sort_keys=True)
+    history: list[float] = []
+
+    for server_round in range(1, cfg["rounds"] + 1):
+        t0 = time.perf_counter()
+        random.seed(derive_seed(cfg["seed"], "python-random", server_round))
+        selected = _select(cfg, node_names, server_round)
+        messages = list(
+            strategy.configure_train(
+                server_round, arrays, ConfigRecord({"server-round": server_round}),
+                SelectedGrid(grid, [by_name[n] for n in selected]),  # type: ignore[arg-type]
+            )
+        )
+        for msg in messages:
+            msg.content[CONFIG_RECORD] = ConfigRecord({"config": cfg_text, "server-round": server_round})
+        replies = list(grid.send_and_receive(messages))
+        replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
+        ok = [m for m in replies if not m.has_error()]
+        failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in replies if m.has_error()]
+        row: dict[str, Any] = {
+            "round": server_round, "strategy": cfg["strategy"], "num_participants": len(ok),
+            "train_loss": None, "eval": None, "rejected": [], "wall_s": None,
+        }
+        if failed:
+            row["events"] = [{"node": n, "event": "no-reply"} for n in failed]
+        skipped = None
+        if len(ok) < cfg["min_replies"]:
+            skipped = f"{len(ok)} valid replies < min_replies={cfg['min_replies']}"
+        else:
+            try:
+                new_arrays, _ = strategy.aggregate_train(server_round, ok)
+            except PreconditionError as exc:
+                new_arrays, skipped = None, f"precondition: {exc}"
+            if new_arrays is None and skipped is None:
+                skipped = "strategy returned no aggregate"
+            if new_arrays is not None:
+                arrays = new_arrays
+                row["train_loss"] = _weighted_train_loss(ok)
+        if skipped:
+            row["skipped"] = skipped
+        if server_round % cfg["server_eval_every"] == 0 or server_round == cfg["rounds"]:
+            model.load_state_dict(arrays.to_torch_state_dict())
+            row["eval"] = task.evaluate(model, test_sets)
+            history.append(row["eval"][task.metric])
+        row["wall_s"] = round(time.perf_counter() - t0, 4)
+        writer.append(row)
+        if cfg["progress"]:
+            metric = (row["eval"] or {}).get(task.metric)
+            shown = f"{task.metric}={metric:.4f}" if metric is not None else ""
+            note = f"  SKIPPED: {skipped}" if skipped else ""
+            print(
+                f"[fedqnn] round {server_round}/{cfg['rounds']}  {shown}  "
+                f"participants={len(ok)}  {row['wall_s']:.1f}s{note}",
+                flush=True,
+            )
+    summary = writer.summarize(cfg)
+    return summary
+
+
+def make_server_app(cfg: dict[str, Any]) -> ServerApp:
+    """A ServerApp bound to an already validated config (used by ``fedqnn run``)."""
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        run_server(grid, cfg)
+
+    return server
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Entry for ``flwr run .``: the config comes from ``[tool.flwr.app.config]`` / ``--run-config``."""
+    try:
+        cfg = build_config(dict(context.run_config))
+    except ConfigError as exc:
+        log(INFO, "fedqnn: bad config: %s", exc)
+        raise
+    run_server(grid, cfg)

@@ -1,0 +1,64 @@
+"""Local training and evaluation, Flower-free (clients and benchmarks call these)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedqnn.seeding import torch_generator
+from fedqnn.tasks import LocalData, Task
+
+__all__ = ["TrainResult", "train_local", "set_threads"]
+
+
+@dataclass
+class TrainResult:
+    loss: float  # mean training loss over the local steps
+    num_examples: int
+    steps: int
+    seconds: float
+
+
+def set_threads(n: int) -> None:
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def train_local(
+    model: nn.Module, task: Task, data: LocalData, cfg: dict[str, Any], seed_keys: tuple[Any, ...]
+) -> TrainResult:
+    """``train.epochs`` epochs of Adam(``train.lr``) on shuffled mini-batches of ``train.batch_size``.
+
+    Shuffling and shot sampling draw from the stream (seed, *seed_keys), e.g.
+    (seed, "train", round, partition-id), so a run repeats exactly.
+    """
+    t = cfg["train"]
+    gen = torch_generator(cfg["seed"], *seed_keys)
+    quantum = getattr(model, "quantum", None)
+    if quantum is not None and hasattr(quantum, "shot_generator"):
+        quantum.shot_generator = gen
+    opt = torch.optim.Adam(model.parameters(), lr=t["lr"])
+    model.train()
+    start = time.perf_counter()
+    losses: list[float] = []
+    n = len(data)
+    for _ in range(t["epochs"]):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, t["batch_size"]):
+            idx = order[i : i + t["batch_size"]]
+            opt.zero_grad()
+            loss = task.loss(model, data.x[idx], data.target[idx], data.y)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    model.eval()
+    return TrainResult(
+        loss=float(sum(losses) / max(len(losses), 1)),
+        num_examples=n,
+        steps=len(losses),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,49 @@
+import pytest
+
+from fedqnn.config import ConfigError, build_config, parse_set
+
+
+def test_defaults_validate():
+    cfg = build_config()
+    assert cfg["task"] == "antiderivative" and cfg["clients"] >= 10
+    assert cfg["model"]["device"] == "default.qubit"
+
+
+def test_precedence_lowest_first():
+    cfg = build_config({"rounds": 3, "train.lr": 0.1}, {"rounds": 4}, parse_set(["train.lr=0.5"]))
+    assert cfg["rounds"] == 4 and cfg["train"]["lr"] == 0.5
+
+
+def test_nested_and_dotted_layers_agree():
+    assert build_config({"model": {"qubits": 3}}) == build_config({"model.qubits": 3})
+
+
+@pytest.mark.parametrize(
+    "layer,field",
+    [
+        ({"clients": 0}, "clients"),
+        ({"rounds": "many"}, "rounds"),
+        ({"train.lr": -1.0}, "train.lr"),
+        ({"data.split": "weird"}, "data.split"),
+        ({"task": "nope"}, "task"),
+        ({"strategy": "nope"}, "strategy"),
+        ({"model.device": "no.such.device"}, "model.device"),
+        ({"min_replies": 50, "clients": 3}, "min_replies"),
+    ],
+)
+def test_bad_values_name_the_field(layer, field):
+    with pytest.raises(ConfigError) as err:
+        build_config(layer)
+    assert str(err.value).startswith(field)
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean train.lr"):
+        build_config({"train.lrr": 0.1})
+
+
+def test_parse_set_types_and_errors():
+    assert parse_set(["a=1", "b=0.5", "c=true", "d=fedavg", "e=\"x y\""]) == {
+        "a": 1, "b": 0.5, "c": True, "d": "fedavg", "e": "x y"}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_set(["novalue"])
