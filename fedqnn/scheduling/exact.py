@@ -41,11 +41,11 @@ def solve_highs(problem: Problem, time_limit: float = 10.0, mip_gap: float = 0.0
     """Solve the MILP above with HiGHS (scipy) within ``time_limit`` seconds."""
     p = problem
     t0 = time.perf_counter()
-    I, J = np.nonzero(p.allowed)
-    nx = len(I)
+    ag, J = np.nonzero(p.allowed)
+    nx = len(ag)
     col = -np.ones((p.m, p.n), dtype=int)
-    col[I, J] = np.arange(nx)
-    c = [p.cost[I, J]]
+    col[ag, J] = np.arange(nx)
+    c = [p.cost[ag, J]]
     rows, cols, vals, lo, hi = [], [], [], [], []
     r = 0
     for j in range(p.n):  # one-hot
@@ -134,7 +134,7 @@ def solve_highs(problem: Problem, time_limit: float = 10.0, mip_gap: float = 0.0
         return ExactResult(None, None, bound, False, str(res.message), secs)
     xs = res.x[:nx] > 0.5
     x = -np.ones(p.n, dtype=int)
-    x[J[xs]] = I[xs]
+    x[J[xs]] = ag[xs]
     obj = p.evaluate(x).objective
     optimal = res.status == 0
     if optimal and bound is None:
