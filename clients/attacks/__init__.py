@@ -1,0 +1,143 @@
+"""The attack zoo: Byzantine attacks on update vectors, by name, plus the ``fedqnn.attacks``
+entry-point group.
+
+    >>> from clients.attacks import get_attack
+    >>> spec = get_attack("alie")
+    >>> bad = spec(own, honest, rng, n=20, f=4)          # doctest: +SKIP
+
+Every attack has the signature ``fn(own, honest, rng, *, n, f, **params) -> (d,) array``
+(:mod:`clients.attacks.zoo`). ``spec.omniscient`` says whether it needs the honest updates (the
+server-side adversary hook supplies them); ``spec.claims`` whether it also lies in its reported
+stamp/calibration (``stamp-inflation``). Data- and protocol-level attacks (``label-flip``,
+``replay``, ``impersonation``, Bell-pair draining) are the integrator's; :func:`flip_labels` is
+a helper for the first.
+
+A plug-in registers ``name = "pkg.module:obj"`` in the ``fedqnn.attacks`` entry-point group,
+``obj`` being an :class:`AttackSpec` or a function with the signature above (taken as
+omniscient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+
+from clients.attacks.zoo import (
+    AttackError,
+    alie,
+    alie_z,
+    fang_krum,
+    fang_median,
+    flip_labels,
+    gaussian,
+    inflate_calibration,
+    inflate_stamp,
+    ipm,
+    mimic,
+    min_max,
+    min_sum,
+    perturbation,
+    scaled,
+    sign_flip,
+    stamp_inflation,
+)
+
+__all__ = [
+    "AttackSpec",
+    "ATTACKS",
+    "ENTRY_POINT_GROUP",
+    "AttackError",
+    "get_attack",
+    "list_attacks",
+    "alie",
+    "alie_z",
+    "fang_krum",
+    "fang_median",
+    "flip_labels",
+    "gaussian",
+    "inflate_calibration",
+    "inflate_stamp",
+    "ipm",
+    "mimic",
+    "min_max",
+    "min_sum",
+    "perturbation",
+    "scaled",
+    "sign_flip",
+    "stamp_inflation",
+]
+
+ENTRY_POINT_GROUP = "fedqnn.attacks"
+
+AttackFn = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A named attack: ``fn(own, honest, rng, *, n, f, **params)``; ``omniscient``: needs the
+    honest updates; ``claims``: also inflates the reported stamp/calibration; ``cite``: source."""
+
+    name: str
+    fn: AttackFn
+    omniscient: bool
+    claims: bool = False
+    cite: str = ""
+
+    def __call__(self, own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generator | None,
+                 *, n: int | None = None, f: int = 1, **params: Any) -> np.ndarray:
+        if self.omniscient and honest is None:
+            raise AttackError(f"{self.name} is omniscient: pass the honest updates")
+        return self.fn(own, honest, rng, n=n, f=f, **params)
+
+
+ATTACKS: dict[str, AttackSpec] = {
+    s.name: s
+    for s in [
+        AttackSpec("sign-flip", sign_flip, False, cite="minus the attacker's own honest update"),
+        AttackSpec("gaussian", gaussian, False, cite="random N(mu, sigma^2 I) update"),
+        AttackSpec("scaled", scaled, False, cite="Bagdasaryan et al., AISTATS 2020 (boosting)"),
+        AttackSpec("alie", alie, True, cite="Baruch, Baruch, Goldberg, NeurIPS 2019"),
+        AttackSpec("ipm", ipm, True, cite="Xie, Koyejo, Gupta, UAI 2020"),
+        AttackSpec("mimic", mimic, True, cite="Karimireddy, He, Jaggi, ICLR 2022"),
+        AttackSpec("min-max", min_max, True, cite="Shejwalkar & Houmansadr, NDSS 2021"),
+        AttackSpec("min-sum", min_sum, True, cite="Shejwalkar & Houmansadr, NDSS 2021"),
+        AttackSpec("fang-krum", fang_krum, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
+        AttackSpec("fang-median", fang_median, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
+        AttackSpec("stamp-inflation", stamp_inflation, False, claims=True,
+                   cite="CEAS Definition 4: Byzantine nodes control their reported calibration"),
+    ]
+}
+
+
+def _from_entry_point(name: str) -> AttackSpec | None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            obj = ep.load()
+            if isinstance(obj, AttackSpec):
+                return obj
+            if callable(obj):
+                return AttackSpec(name, obj, omniscient=True, cite=f"plug-in {ep.value}")
+            raise AttackError(f"entry point {ENTRY_POINT_GROUP}:{name} is neither an AttackSpec nor callable")
+    return None
+
+
+def get_attack(name: str) -> AttackSpec:
+    """The attack ``name`` from the built-in registry, else from the ``fedqnn.attacks`` entry points."""
+    if name in ATTACKS:
+        return ATTACKS[name]
+    spec = _from_entry_point(name)
+    if spec is None:
+        known = ", ".join(list_attacks())
+        raise KeyError(f"unknown attack {name!r}; known: {known}")
+    return spec
+
+
+def list_attacks() -> list[str]:
+    """Built-in attack names plus the installed ``fedqnn.attacks`` entry points."""
+    names = list(ATTACKS)
+    names += [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in ATTACKS]
+    return names
