@@ -15,11 +15,14 @@ from fedqnn.seeding import rng as seeded_rng
 __all__ = ["gap_instance"]
 
 
-def gap_instance(m: int, n: int, kind: str = "D", seed: int = 0) -> Problem:
-    """A GAP instance of type ``kind`` ('C' or 'D'), ``m`` agents x ``n`` jobs, sense min."""
+def gap_instance(m: int, n: int, kind: str = "D", seed: int = 0, tightness: float = 0.8) -> Problem:
+    """A GAP instance of type ``kind`` ('C' or 'D'), ``m`` agents x ``n`` jobs, sense min;
+    b_i = floor(tightness * sum_j a_ij / m) (0.8 in Chu & Beasley)."""
     if m < 1 or n < 1:
         raise ValueError("m/n: need at least one agent and one job")
     g = seeded_rng(seed, "gap", kind, m, n)
+    if not tightness > 0:
+        raise ValueError("tightness: must be > 0")
     if kind == "D":
         a = g.integers(1, 101, size=(m, n))
         c = 111 - a + g.integers(-10, 11, size=(m, n))
@@ -28,6 +31,6 @@ def gap_instance(m: int, n: int, kind: str = "D", seed: int = 0) -> Problem:
         c = g.integers(10, 51, size=(m, n))
     else:
         raise ValueError(f"kind: must be 'C' or 'D', got {kind!r}")
-    b = np.floor(0.8 * a.sum(axis=1) / m)
+    b = np.floor(tightness * a.sum(axis=1) / m)
     return Problem(cost=c, resource=a, capacity=b, sense="min",
                    name=f"gen{kind}-{m}x{n}-s{seed}", meta={"kind": kind})
