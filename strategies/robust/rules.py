@@ -49,6 +49,14 @@ def _sq_dists(x: np.ndarray) -> np.ndarray:
     return d2
 
 
+def _order(scores: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Indices sorted by score, ties (to 12 significant digits) broken by the vectors themselves
+    (lexicographically), so the choice does not depend on the input order."""
+    rounded = np.array([float(f"{s:.12g}") for s in scores])
+    keys = tuple(x[:, j] for j in range(x.shape[1] - 1, -1, -1)) + (rounded,)
+    return np.lexsort(keys)
+
+
 def mean(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
     """Plain average (not robust; ``f`` is accepted and ignored for a uniform signature)."""
     x = as_vectors(vectors)
@@ -89,9 +97,9 @@ def krum_scores(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
 def krum(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
     """Krum (Blanchard et al. 2017): the vector with the smallest Krum score.
 
-    Precondition: n >= 2f + 3. Ties go to the lowest index."""
+    Precondition: n >= 2f + 3. Ties go to the lexicographically smallest vector (order-free)."""
     x = as_vectors(vectors)
-    return x[int(np.argmin(krum_scores(x, f=f)))].copy()
+    return x[int(_order(krum_scores(x, f=f), x)[0])].copy()
 
 
 def multi_krum(vectors: np.ndarray, *, f: int = 0, m: int | None = None) -> np.ndarray:
@@ -104,7 +112,7 @@ def multi_krum(vectors: np.ndarray, *, f: int = 0, m: int | None = None) -> np.n
     m = n - int(f) if m is None else int(m)
     if not 1 <= m <= n:
         raise PreconditionError(f"multikrum needs 1 <= m <= n; got m={m}, n={n}")
-    idx = np.argsort(scores, kind="stable")[:m]
+    idx = _order(scores, x)[:m]
     return x[idx].mean(axis=0)
 
 
@@ -130,7 +138,7 @@ def bulyan(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
         k = max(r - f - 2, 1)
         sub = d2[np.ix_(remaining, remaining)] + np.diag(np.full(r, np.inf))
         scores = np.sort(sub, axis=1)[:, :k].sum(axis=1)
-        pick = remaining[int(np.argmin(scores))]
+        pick = remaining[int(_order(scores, x[remaining])[0])]
         selected.append(pick)
         remaining.remove(pick)
     sel = x[np.array(selected)]
