@@ -107,16 +107,22 @@ def main() -> int:
                     print(f"n={n:2d} m={m:2d} F={lo:.2f}-{hi:.2f} s={s}: " + "  ".join(
                         f"{k}={v['objective']:.1f}{'' if v['feasible'] else '!'}({v['seconds']:.2f}s)"
                         for k, v in res.items()) + f"  LB={lb if lb is None else round(lb, 1)}", flush=True)
+                    save(rows, args, nodes, tasks, bands, time.perf_counter() - t_start, out)
     elapsed = time.perf_counter() - t_start
-    keys = list(rows[0])
-    with open(out / "qnet_grid.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    write_markdown(rows, args, nodes, tasks, bands, elapsed, out)
-    plot(rows, nodes, tasks, out)
+    save(rows, args, nodes, tasks, bands, elapsed, out)
     print(f"wrote {out}/qnet_grid.csv, qnet_grid.md, PNGs ({elapsed:.0f} s)")
     return 0
+
+
+def save(rows, args, nodes, tasks, bands, elapsed, out: Path) -> None:
+    """Write CSV, markdown and plots for the rows so far (an interrupted run keeps its data)."""
+    with open(out / "qnet_grid.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    done = sorted({(r["nodes"], r["tasks"], r["fid_low"]) for r in rows})
+    write_markdown(rows, args, nodes, tasks, bands, elapsed, out, len(done))
+    plot(rows, nodes, tasks, out)
 
 
 def _mean(vals: list[float]) -> float:
@@ -124,12 +130,13 @@ def _mean(vals: list[float]) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def write_markdown(rows, args, nodes, tasks, bands, elapsed, out: Path) -> None:
+def write_markdown(rows, args, nodes, tasks, bands, elapsed, out: Path, cells: int = 0) -> None:
     L = ["# QNet-NO grid reproduced with fedqnn's scheduler", "",
          f"Size run: nodes {nodes}, tasks {tasks}, fidelity bands {bands}, {args.seeds} seed(s) "
          f"per cell, HiGHS limit {args.exact_time:g} s, hybrid = QAOA blocks of <= {args.qubits} "
          f"qubits (p = 2, 64 shots, one sweep) + {args.tabu_iters} tabu iterations; tabu = the same "
-         f"refinement seeded by greedy.  Wall time {elapsed:.0f} s on 2 shared cores (timings noisy).",
+         f"refinement seeded by greedy.  {cells} grid cells done; wall time {elapsed:.0f} s on 2 "
+         f"shared cores (load 4-6: timings noisy).",
          "", "## Quality (mean over instances; feasible runs only)", "",
          "| method | feasible | gap to best found % | gap to HiGHS bound % | greedy / method (draft's 'QA score' analogue) |",
          "|---|---|---|---|---|"]
