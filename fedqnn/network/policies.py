@@ -1,0 +1,218 @@
+"""Scheduling policies for the CEAS scheduling MDP (Definition 3) and their registry.
+
+The MDP: the state is the inventory (per-link age histograms, link up/down) plus the pending
+demand; the actions per time step are, per link, *attempt generation or hold*, and per
+pending end-to-end request *purify / swap along the path / deliver*, with *let expire*
+implicit in not consuming; the reward is the number of delivered pairs with F >= F_min
+(optionally weighted by the learning value of the nodes they serve, ``priority``) minus the
+raw pairs that expire or are wasted.
+
+Swapping and delivery are greedy for every policy (serving pending requests as soon as every
+hop holds a pair is optimal: a pair only loses value by waiting, and demand is fixed from
+outside). The policies therefore differ in what the MDP leaves open:
+
+* **generation** (how many pairs each link should hold and when to attempt),
+* **cut-offs** (which ages are still usable), and
+* **eligibility** (which nodes the server may select).
+
+Built-ins:
+
+``aware`` (default)
+    One-round lookahead with per-path cut-off budgets: every path gets a decoherence budget
+    so that the worst case after all swaps still meets F_min; each link holds a base stock
+    S_e = mean + z sd of its next-round demand (learnt per node), capped by what it can keep
+    fresh (0.8 R_e) and its memory, generated *just in time* (attempts start a lead time
+    before the next round, so stock is young when demand arrives); current pending demand is
+    generated on demand; pairs are consumed oldest-first. A node is eligible when its path is
+    up and its fresh stock plus the generation it can expect before the deadline covers its
+    request.
+``oblivious``
+    Ignores decay: keeps every memory full (a pair that never decays is never worth
+    discarding), uses the usual per-link cut-off only (no per-path budget, so pairs swapped
+    across several hops may end below F_min; it hands them over anyway and they count as
+    wasted), and counts raw stock for eligibility.
+``random``
+    The aware inventory management, but participant eligibility ignores link state (every
+    node is eligible).
+``oracle``
+    The aware policy with clairvoyant demand: it is told the next round's exact demand
+    (``Broker.announce``), so it stocks exactly what will be used. Without an announcement it
+    falls back to the aware estimate.
+
+Plug-ins: an entry point in the group ``fedqnn.broker_policies`` naming a subclass of
+:class:`BrokerPolicy` (``name = "mine"`` then ``broker.policy = "mine"``).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from statistics import NormalDist
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedqnn.config import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fedqnn.network.broker import Broker
+
+__all__ = [
+    "BrokerPolicy",
+    "AwarePolicy",
+    "ObliviousPolicy",
+    "RandomPolicy",
+    "OraclePolicy",
+    "POLICIES",
+    "get_policy",
+    "policy_names",
+]
+
+ENTRY_POINT_GROUP = "fedqnn.broker_policies"
+
+
+class BrokerPolicy:
+    """Base class: decides generation, cut-offs and eligibility; the broker does the rest.
+
+    Attributes read by the broker:
+
+    * ``age_aware``: use per-path budgeted cut-offs and check fidelity before hand-over;
+      otherwise per-link cut-offs and blind hand-over;
+    * ``link_state_eligibility``: eligibility depends on link state (else every node).
+    """
+
+    name: ClassVar[str] = "base"
+    age_aware: ClassVar[bool] = True
+    link_state_eligibility: ClassVar[bool] = True
+
+    def plan(self, b: Broker, next_round: int) -> None:
+        """Called at each round start (after demand is known): plan stock for ``next_round``."""
+
+    def want(self, b: Broker, pending_link: NDArray[np.int64], steps_to_next: int) -> NDArray[np.int64]:
+        """New pairs each link should herald in the coming step (capped by memory later)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable policy state."""
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore from :meth:`state_dict`."""
+
+
+class AwarePolicy(BrokerPolicy):
+    """Decoherence-aware one-round lookahead base-stock policy (see the module docstring)."""
+
+    name = "aware"
+    clairvoyant: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.target: NDArray[np.float64] | None = None
+        self.lead_steps: NDArray[np.int64] | None = None
+
+    def _link_demand_estimate(self, b: Broker) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        pi = b.participation_estimate()
+        q = b.demand_estimate() * b.mult
+        mean = b.link_sum(pi * q)
+        var = b.link_sum(pi * (1.0 - pi) * q * q)
+        top = b.link_sum(q)
+        return mean, np.sqrt(var), top
+
+    def plan(self, b: Broker, next_round: int) -> None:
+        z = NormalDist().inv_cdf(b.cfg["service_level"])
+        exact = b.announced.get(next_round) if self.clairvoyant else None
+        window = b.deadline_steps * b.dt
+        mu_gen = b.rate * window
+        gen_low = np.maximum(0.0, mu_gen - z * np.sqrt(mu_gen))  # in-window generation, conservative
+        if exact is not None:
+            need = b.link_sum(b.demand_vector(exact) * b.mult).astype(float)
+            target = need.copy()
+        else:
+            mean, sd, top = self._link_demand_estimate(b)
+            target = np.minimum(np.maximum(mean + z * sd - gen_low, 0.0), top)
+        fresh_cap = 0.8 * b.rate * b.cutoff_s  # what a link can keep fresh: 0.8 R_e
+        target = np.minimum(np.minimum(target, fresh_cap), b.inv.capacity)
+        target = np.ceil(target - 1e-9)
+        lead = (target + z * np.sqrt(target)) / np.maximum(b.rate, 1e-12)
+        self.target = target
+        self.lead_steps = np.ceil(lead / b.dt).astype(np.int64) + 1
+
+    def want(self, b: Broker, pending_link: NDArray[np.int64], steps_to_next: int) -> NDArray[np.int64]:
+        stock = b.inv.stored
+        now = np.maximum(pending_link - stock, 0)
+        if self.target is None or self.lead_steps is None:
+            return now
+        gate = np.nonzero((steps_to_next <= self.lead_steps) & (self.target > 0))[0]
+        if gate.size:
+            fresh_next = b.inv.valid_after(steps_to_next + 1, gate)
+            spare = np.maximum(fresh_next - pending_link[gate], 0)
+            now[gate] += np.maximum(self.target[gate] - spare, 0).astype(np.int64)
+        return now.astype(np.int64)
+
+    def state_dict(self) -> dict:
+        return {
+            "target": None if self.target is None else self.target.tolist(),
+            "lead_steps": None if self.lead_steps is None else self.lead_steps.tolist(),
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self.target = None if d.get("target") is None else np.asarray(d["target"], dtype=float)
+        self.lead_steps = (
+            None if d.get("lead_steps") is None else np.asarray(d["lead_steps"], dtype=np.int64)
+        )
+
+
+class ObliviousPolicy(BrokerPolicy):
+    """Entanglement-oblivious baseline: full memories, per-link cut-offs, blind hand-over."""
+
+    name = "oblivious"
+    age_aware = False
+
+    def want(self, b: Broker, pending_link: NDArray[np.int64], steps_to_next: int) -> NDArray[np.int64]:
+        return b.inv.capacity - b.inv.stored
+
+
+class RandomPolicy(AwarePolicy):
+    """Aware inventory management; eligibility ignores link state (every node eligible)."""
+
+    name = "random"
+    link_state_eligibility = False
+
+
+class OraclePolicy(AwarePolicy):
+    """Aware policy told the next round's exact demand (upper bound on demand prediction)."""
+
+    name = "oracle"
+    clairvoyant = True
+
+
+POLICIES: dict[str, type[BrokerPolicy]] = {
+    cls.name: cls for cls in (AwarePolicy, ObliviousPolicy, RandomPolicy, OraclePolicy)
+}
+
+
+def _plugins() -> dict[str, object]:
+    try:
+        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # noqa: BLE001 - a broken environment must not break the built-ins
+        return {}
+
+
+def policy_names() -> list[str]:
+    """Built-in and plug-in policy names."""
+    return sorted(set(POLICIES) | set(_plugins()))
+
+
+def get_policy(name: str) -> BrokerPolicy:
+    """A fresh policy instance by registry name (built-in or ``fedqnn.broker_policies``)."""
+    if name in POLICIES:
+        return POLICIES[name]()
+    ep = _plugins().get(name)
+    if ep is None:
+        if name == "off":
+            raise ConfigError("broker.policy: 'off' means no broker; the server must not build one")
+        raise ConfigError(f"broker.policy: expected one of {', '.join(policy_names())}; got {name!r}")
+    cls = ep.load()  # type: ignore[attr-defined]
+    if not (isinstance(cls, type) and issubclass(cls, BrokerPolicy)):
+        raise ConfigError(f"broker.policy: entry point {name!r} is not a BrokerPolicy subclass")
+    return cls()
