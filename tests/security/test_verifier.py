@@ -7,7 +7,14 @@ import json
 import numpy as np
 from flwr.app import Array, ConfigRecord
 
-from fedqnn.security.flower_glue import SIG_RECORD, check_reply, parse_reply, reply_digest, sign_reply, verify_reply
+from fedqnn.security.flower_glue import (
+    SIG_RECORD,
+    check_reply,
+    parse_reply,
+    reply_digest,
+    sign_reply,
+    verify_reply,
+)
 from fedqnn.security.keys import KeyRegistry, simulation_node_key
 from fedqnn.security.verifier import AUTH_REASONS, Verifier
 from tests.security.helpers import NODES, RUN_ID, SEED, auth_config, make_reply, signed_reply
