@@ -24,6 +24,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedqnn.config import validate
+from fedqnn.noise import calibration_for
 from fedqnn.tasks import LocalData, get_task
 from fedqnn.training import set_threads, train_local
 
@@ -94,12 +95,16 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
     model = _cached_model(cfg_text)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     data = _local_data(cfg_text, pid, num)
-    res = train_local(model, task, data, cfg, ("train", server_round, pid))
+    cal = calibration_for(cfg, f"node-{pid}")
+    if hasattr(model, "quantum") and hasattr(model.quantum, "set_noise"):
+        model.quantum.set_noise(cal.p, cal.r, cal.shots)
+    res = train_local(model, task, data, cfg, server_round, pid)
     metrics = {
         "num-examples": res.num_examples,
         "train_loss": res.loss,
         "partition-id": pid,
         "train_seconds": res.seconds,
+        **cal.as_metrics(),
     }
     return model, cfg, metrics
 

@@ -64,10 +64,21 @@ FIELDS: dict[str, Field] = {
     "server_eval_every": _f(1, int, "evaluate the global model on the server every N rounds", low=1),
     "num_cpus_per_client": _f(1, int, "Simulation Engine: CPUs reserved per client", low=1),
     "progress": _f(True, bool, "print one progress line per round"),
+    # QPU noise (the same for every strategy)
+    "noise": _f("heterogeneous", str, "QPU noise profile", choices=("heterogeneous", "homogeneous", "noiseless")),
+    "qpu.p_min": _f(1e-3, float, "smallest depolarising probability per qubit per layer", low=0.0, high=0.75),
+    "qpu.p_max": _f(0.05, float, "largest depolarising probability per qubit per layer", low=0.0, high=0.75),
+    "qpu.r_min": _f(0.0, float, "smallest readout bit-flip probability", low=0.0, high=0.5),
+    "qpu.r_max": _f(0.05, float, "largest readout bit-flip probability", low=0.0, high=0.5),
+    "qpu.shots_choices": _f([64, 128, 256, 512, 1024], list, "shots per expectation a QPU may use",
+                            check=lambda v: None if v and all(isinstance(x, int) and x > 0 for x in v)
+                            else "expected a non-empty list of positive integers"),
+    "qpu.nodes": _f({}, dict, "per-node calibration overrides: {node-3 = {p = 0.01, r = 0.02, shots = 256}}"),
+    "qpu.analytic_shots": _f(1e6, float, "shots an analytic (shots = 0) QPU counts as in the stamp", low=1.0),
     # model
     "model.qubits": _f(4, int, "qubits of the quantum layer", low=1, high=20),
     "model.layers": _f(2, int, "entangling layers of the ansatz", low=1, high=50),
-    "model.device": _f("default.qubit", str, "PennyLane device name, or 'torch' (plain-torch statevector)"),
+    "model.device": _f("torch", str, "PennyLane device name, or 'torch' (plain-torch statevector)"),
     "model.diff_method": _f("backprop", str, "PennyLane differentiation method",
                             choices=("backprop", "adjoint", "parameter-shift", "finite-diff", "best")),
     "model.shots": _f(0, int, "shots per expectation value; 0 = analytic", low=0),
@@ -77,8 +88,9 @@ FIELDS: dict[str, Field] = {
                       choices=("cosine", "mlp")),
     "model.classical": _f(False, bool, "ablation: replace the quantum layer by a classical layer of equal parameter count"),
     # local training
-    "train.epochs": _f(1, int, "local epochs per round", low=1),
-    "train.lr": _f(0.02, float, "local learning rate (Adam)", low=0.0),
+    "train.epochs": _f(3, int, "local epochs per round", low=1),
+    "train.lr": _f(0.03, float, "local learning rate (Adam) in round 1", low=0.0),
+    "train.lr_decay": _f(0.95, float, "learning rate of round r = lr x lr_decay^(r-1)", low=0.0, high=1.0),
     "train.batch_size": _f(16, int, "local batch size", low=1),
     "train.threads": _f(1, int, "torch threads per client process", low=1),
     # data
@@ -225,6 +237,14 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         )
     if cfg["model"]["device"] != "torch":
         _check_device(cfg["model"]["device"])
+        if cfg["noise"] != "noiseless":
+            raise ConfigError(
+                f"model.device: QPU noise (noise={cfg['noise']!r}) is simulated on model.device='torch' "
+                "(Pauli trajectories); use --set noise=noiseless with other devices"
+            )
+    q = cfg["qpu"]
+    if q["p_min"] > q["p_max"] or q["r_min"] > q["r_max"]:
+        raise ConfigError("qpu: expected p_min <= p_max and r_min <= r_max")
 
 
 def _check_device(name: str) -> None:

@@ -28,7 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedqnn.quantum.statevector import circuit_state, expectations, num_observables
+from fedqnn.quantum.statevector import (
+    circuit_state,
+    expectations,
+    num_observables,
+    observable_weights,
+)
 
 __all__ = ["QuantumLayer", "ClassicalSurrogate", "QuantumNeuralOperator", "QuantumClassifier", "build_model"]
 
@@ -55,12 +60,28 @@ class QuantumLayer(nn.Module):
             self._qnode = make_qnode(qubits, layers, device, diff_method, shots)
         self.out_features = num_observables(qubits)
         self.shot_generator: torch.Generator | None = None
+        self.depolarizing = 0.0
+        self.readout_error = 0.0
+
+    def set_noise(self, p: float, r: float, shots: int) -> None:
+        """Simulate a QPU: depolarising p per qubit per layer (Pauli trajectories), readout error r
+        (exact shrink (1 - 2r)^m), ``shots`` per expectation (0 = analytic)."""
+        if self._qnode is not None and (p > 0 or r > 0):
+            raise ValueError("model.device: gate and readout noise are simulated on model.device=torch")
+        self.depolarizing, self.readout_error, self.shots = float(p), float(r), int(shots)
 
     def forward(self, angles: torch.Tensor) -> torch.Tensor:
         if self._qnode is not None:
             return self._qnode(self.weights, angles)
-        e = expectations(circuit_state(angles, self.weights))
-        if self.shots:
+        noisy = self.training and self.depolarizing > 0
+        state = circuit_state(
+            angles, self.weights, depolarizing=self.depolarizing if noisy else 0.0,
+            generator=self.shot_generator,
+        )
+        e = expectations(state)
+        if self.training and self.readout_error > 0:
+            e = e * (1.0 - 2.0 * self.readout_error) ** observable_weights(self.qubits)
+        if self.training and self.shots:
             e = sample_expectations(e, self.shots, self.shot_generator)
         return e
 

@@ -29,19 +29,21 @@ def set_threads(n: int) -> None:
 
 
 def train_local(
-    model: nn.Module, task: Task, data: LocalData, cfg: dict[str, Any], seed_keys: tuple[Any, ...]
+    model: nn.Module, task: Task, data: LocalData, cfg: dict[str, Any], server_round: int,
+    partition_id: int, stream: str = "train",
 ) -> TrainResult:
     """``train.epochs`` epochs of Adam(``train.lr``) on shuffled mini-batches of ``train.batch_size``.
 
-    Shuffling and shot sampling draw from the stream (seed, *seed_keys), e.g.
-    (seed, "train", round, partition-id), so a run repeats exactly.
+    The learning rate of round r is lr x lr_decay^(r - 1). Shuffling and shot sampling draw from
+    the stream (seed, ``stream``, round, partition-id), so a run repeats exactly.
     """
     t = cfg["train"]
-    gen = torch_generator(cfg["seed"], *seed_keys)
+    gen = torch_generator(cfg["seed"], stream, server_round, partition_id)
     quantum = getattr(model, "quantum", None)
     if quantum is not None and hasattr(quantum, "shot_generator"):
         quantum.shot_generator = gen
-    opt = torch.optim.Adam(model.parameters(), lr=t["lr"])
+    lr = t["lr"] * t["lr_decay"] ** (server_round - 1)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     start = time.perf_counter()
     losses: list[float] = []

@@ -55,12 +55,15 @@ def _apply_cnot(state: torch.Tensor, control: int, target: int) -> torch.Tensor:
 
 
 def circuit_state(
-    angles: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor | None = None
+    angles: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor | None = None,
+    depolarizing: float = 0.0, generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Final state for a batch.
 
     angles: (B, L, n) encoding angles; weights: (L, n, 3) Rot parameters.
     ``mask`` (L, n) of 0/1 optionally disables individual CNOTs (kept for fixed parameter shapes).
+    ``depolarizing`` p > 0 samples one Pauli trajectory per batch element: after every layer each
+    qubit gets X, Y or Z with probability p/3 each (the average is the depolarising channel D_p).
     Returns (B, 2, ..., 2) complex128.
     """
     b, layers, n = angles.shape
@@ -80,6 +83,13 @@ def circuit_state(
                 if mask is not None and not bool(mask[layer, i]):
                     continue
                 state = _apply_cnot(state, i, (i + r) % n)
+        if depolarizing > 0:
+            from fedqnn.noise import pauli_trajectory_gates
+
+            for i in range(n):
+                gates = pauli_trajectory_gates(b, depolarizing, generator)
+                if gates is not None:
+                    state = _apply_1q(state, gates, i, batched_gate=True)
     return state
 
 
@@ -89,6 +99,11 @@ def zz_pairs(n: int) -> list[tuple[int, int]]:
 
 def num_observables(n: int) -> int:
     return n + len(zz_pairs(n))
+
+
+def observable_weights(n: int) -> torch.Tensor:
+    """Pauli weight m of each readout observable: 1 for Z_i, 2 for Z_i Z_{i+1}."""
+    return torch.tensor([1.0] * n + [2.0] * len(zz_pairs(n)), dtype=torch.float64)
 
 
 def expectations(state: torch.Tensor) -> torch.Tensor:

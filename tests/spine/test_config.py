@@ -6,7 +6,7 @@ from fedqnn.config import ConfigError, build_config, parse_set
 def test_defaults_validate():
     cfg = build_config()
     assert cfg["task"] == "antiderivative" and cfg["clients"] >= 10
-    assert cfg["model"]["device"] == "default.qubit"
+    assert cfg["model"]["device"] == "torch"
 
 
 def test_precedence_lowest_first():
@@ -28,6 +28,9 @@ def test_nested_and_dotted_layers_agree():
         ({"task": "nope"}, "task"),
         ({"strategy": "nope"}, "strategy"),
         ({"model.device": "no.such.device"}, "model.device"),
+        ({"model.device": "default.qubit"}, "model.device"),  # noise needs the torch simulator
+        ({"qpu.shots_choices": [0]}, "qpu.shots_choices"),
+        ({"noise": "loud"}, "noise"),
         ({"min_replies": 50, "clients": 3}, "min_replies"),
     ],
 )

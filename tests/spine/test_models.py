@@ -37,7 +37,7 @@ def test_state_is_normalised_and_gradients_match_pennylane():
 @pytest.mark.parametrize("task", ["antiderivative", "heat", "digits"])
 @pytest.mark.parametrize("device", ["torch", "default.qubit"])
 def test_model_shapes_and_gradients_flow(task, device):
-    cfg = build_config({"task": task, "model.device": device, "data.samples_per_client": 8})
+    cfg = build_config({"task": task, "model.device": device, "data.samples_per_client": 8, "noise": "noiseless"})
     t = get_task(task)
     model = t.build_model(cfg)
     data = t.client_data(cfg, 0, 2)
@@ -72,7 +72,7 @@ def test_loss_falls_on_a_tiny_task():
     model = t.build_model(cfg)
     data = t.client_data(cfg, 0, 1)
     before = float(t.loss(model, data.x, data.target, data.y))
-    train_local(model, t, data, cfg, ("train", 1, 0))
+    train_local(model, t, data, cfg, 1, 0)
     after = float(t.loss(model, data.x, data.target, data.y))
     assert after < 0.5 * before
 
@@ -83,7 +83,7 @@ def test_training_repeats_exactly_from_its_seed():
     states = []
     for _ in range(2):
         model = t.build_model(cfg)
-        train_local(model, t, t.client_data(cfg, 1, 2), cfg, ("train", 3, 1))
+        train_local(model, t, t.client_data(cfg, 1, 2), cfg, 3, 1)
         states.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(states[0], states[1])
 

@@ -1,0 +1,114 @@
+"""Noisy, heterogeneous QPUs: calibrations, their simulation, and the gradient shrink factor.
+
+A QPU's calibration (Flower-free, deterministic from the run seed and the node name):
+
+* ``p``: depolarising probability per qubit per layer. After every layer each qubit goes through
+  D_p(ρ) = (1 - p) ρ + p/3 (XρX + YρY + ZρZ). Simulated by Pauli trajectories on the statevector:
+  with probability p a uniformly random X, Y or Z is applied (one draw per sample, qubit and
+  layer); the average over trajectories is exactly the channel.
+* ``r``: symmetric readout error. Each measured bit flips with probability r, so an observable
+  of weight m (Z_i: m = 1, Z_i Z_j: m = 2) is shrunk exactly by (1 - 2r)^m.
+* ``shots``: S samples per expectation value; 0 means analytic. A ±1-valued observable with mean
+  μ is estimated by 2K/S - 1, K ~ Binomial(S, (1 + μ)/2) (variance (1 - μ²)/S).
+
+Shrink factor (how much the noise scales the measured signal and hence the gradient),
+under the global-depolarising approximation used by the CEAS stamp:
+
+    c = (1 - 4p/3)^(L n) (1 - 2r)^m
+
+(every one of the L n noisy locations multiplies the surviving Pauli component by 1 - 4p/3; the
+readout part is exact). ``tests/ceas`` measures it against the simulated shrink.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedqnn.seeding import rng
+
+__all__ = ["Calibration", "calibration_for", "calibrations", "shrink_factor", "pauli_trajectory_gates"]
+
+PROFILES = ("heterogeneous", "homogeneous", "noiseless")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    p: float  # depolarising probability per qubit per layer
+    r: float  # readout bit-flip probability
+    shots: int  # 0 = analytic
+
+    def as_metrics(self) -> dict[str, float]:
+        return {"cal_p": float(self.p), "cal_r": float(self.r), "cal_shots": float(self.shots)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def calibration_for(cfg: dict[str, Any], node: str) -> Calibration:
+    """The calibration of ``node`` under the profile ``cfg['noise']`` and the ranges ``cfg['qpu']``
+    (the same for every strategy).
+
+    ``heterogeneous`` (default): p log-uniform in [p_min, p_max], r uniform in [r_min, r_max],
+    shots uniform from ``shots_choices``, each drawn from the stream (seed, 'calibration', node).
+    ``homogeneous``: p = sqrt(p_min p_max), r = (r_min + r_max)/2, shots = the median choice.
+    ``noiseless``: p = r = 0, analytic. Per-node overrides: ``qpu.nodes`` maps a node name
+    (or partition id) to ``{p, r, shots}``.
+    """
+    n = cfg["qpu"]
+    profile = cfg["noise"]
+    nodes = n.get("nodes") or {}
+    override = nodes.get(node) or nodes.get(node.rsplit("-", 1)[-1])
+    if profile == "noiseless":
+        cal = Calibration(0.0, 0.0, 0)
+    elif profile == "homogeneous":
+        choices = sorted(n["shots_choices"])
+        cal = Calibration(math.sqrt(n["p_min"] * n["p_max"]), 0.5 * (n["r_min"] + n["r_max"]),
+                          int(choices[len(choices) // 2]))
+    else:
+        g = rng(cfg["seed"], "calibration", node)
+        p = math.exp(g.uniform(math.log(n["p_min"]), math.log(n["p_max"]))) if n["p_max"] > 0 else 0.0
+        r = float(g.uniform(n["r_min"], n["r_max"]))
+        shots = int(g.choice(np.asarray(n["shots_choices"], dtype=np.int64)))
+        cal = Calibration(p, r, shots)
+    if override:
+        cal = Calibration(float(override.get("p", cal.p)), float(override.get("r", cal.r)),
+                          int(override.get("shots", cal.shots)))
+    return cal
+
+
+def calibrations(cfg: dict[str, Any], nodes: list[str]) -> dict[str, Calibration]:
+    return {node: calibration_for(cfg, node) for node in nodes}
+
+
+def shrink_factor(cal: Calibration, layers: int, qubits: int, weight: float = 1.0) -> float:
+    """c = (1 - 4p/3)^(L n) (1 - 2r)^m (global-depolarising approximation; readout exact)."""
+    return (1.0 - 4.0 * cal.p / 3.0) ** (layers * qubits) * (1.0 - 2.0 * cal.r) ** weight
+
+
+def effective_shots(cal: Calibration, analytic_shots: float) -> float:
+    """S for the variance model; analytic expectations count as ``analytic_shots``."""
+    return float(cal.shots) if cal.shots > 0 else float(analytic_shots)
+
+
+_PAULI = torch.tensor(
+    [[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=torch.complex128
+)
+
+
+def pauli_trajectory_gates(batch: int, p: float, generator: torch.Generator | None) -> torch.Tensor | None:
+    """(B, 2, 2) Pauli gates of one noisy location: I w.p. 1 - p, else X, Y, Z w.p. p/3 each.
+
+    Returns None when no sample had an error (nothing to apply).
+    """
+    if p <= 0:
+        return None
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    idx = torch.where(u < p, 1 + torch.floor(u / p * 3).clamp(max=2).long(), torch.zeros_like(u, dtype=torch.long))
+    if not bool((idx > 0).any()):
+        return None
+    return _PAULI[idx]
