@@ -346,10 +346,10 @@ class Broker:
         return self.usable & self._path_up() & (avail >= q * self.mult)
 
     def availability(self) -> float:
-        """Fraction of nodes whose path is up and holds a full request of fresh pairs now."""
-        q = max(1, self.cfg["pairs_per_node"])
-        fresh = self._path_min(self.inv.valid_after(1))
-        return float((self.usable & self._path_up() & (fresh >= q * self.mult)).mean())
+        """Fraction of nodes that can be served now: usable path, all links up, and fresh stock
+        plus the generation expected before the deadline covers a request (the aware test,
+        applied to every policy)."""
+        return float(self._servable(True).mean())
 
     def eligible(self, rnd: int) -> list[str]:
         """Nodes whose link/path state can serve this round (every node for ``random``)."""
