@@ -147,6 +147,7 @@ class Inventory:
         if rows.size and np.any(usage[rows] > self.stored[rows]):
             raise ValueError("take_oldest: usage exceeds the stock of a link")
         C = self.n_cols
+        window = min(window, C)  # distinct columns within a window
         left = usage[rows].copy()
         # oldest birth step that may hold a pair: admissible by age and not emptied before
         start = np.maximum(self.now - self.cutoff[rows] + 1, self.head[rows])
