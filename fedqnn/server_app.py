@@ -118,6 +118,8 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
     model = task.build_model(cfg)
     arrays = ArrayRecord(model.state_dict())
     strategy = build_strategy(cfg)
+    if hasattr(strategy, "bind_nodes"):
+        strategy.bind_nodes(names)
     test_sets = task.test_data(cfg)
     writer = RunWriter(cfg["out"], task.metric, task.direction)
     writer.reset(0)
@@ -159,6 +161,11 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
             if new_arrays is not None:
                 arrays = new_arrays
                 row["train_loss"] = _weighted_train_loss(ok)
+            report = strategy.round_report(server_round) if hasattr(strategy, "round_report") else {}
+            for key in ("weights", "stamps"):
+                if key in report:
+                    row[key] = report[key]
+            row["rejected"] += report.get("rejected", [])
         if skipped:
             row["skipped"] = skipped
         if server_round % cfg["server_eval_every"] == 0 or server_round == cfg["rounds"]:

@@ -62,6 +62,10 @@ class Task:
     def evaluate(self, model: nn.Module, sets: dict[str, LocalData]) -> dict[str, float]:
         raise NotImplementedError
 
+    def probe_inputs(self, cfg: dict[str, Any], n: int) -> torch.Tensor:
+        """A public batch of inputs (the server's QFI probe), disjoint from clients' and test data."""
+        raise NotImplementedError
+
 
 def _shares(groups: np.ndarray, cfg: dict[str, Any], num_partitions: int) -> list[np.ndarray]:
     d = cfg["data"]
@@ -101,6 +105,11 @@ class OperatorTask(Task):
             "rel_l2": self._tensors(pool, idx, d["sensors"], d["queries"]),
             "rel_l2_hires": self._tensors(pool, idx, 2 * d["sensors"] - 1, d["eval_queries"]),
         }
+
+    def probe_inputs(self, cfg: dict[str, Any], n: int) -> torch.Tensor:
+        d = cfg["data"]
+        pool = _cached_pool(self.name, cfg["seed"], n, d["length_scale"], "probe")
+        return torch.tensor(D.resample(pool.u, d["sensors"]))
 
     def loss(self, model, x, target, y):  # type: ignore[override]
         return torch.mean((model(x, y) - target) ** 2)
@@ -154,6 +163,11 @@ class Digits(Task):
         _, test = D.digits_pool(cfg["model"]["features"], cfg["seed"])
         n = min(cfg["data"]["test_samples"], len(test))
         return {"accuracy": LocalData(torch.tensor(test.features[:n]), torch.tensor(test.labels[:n]))}
+
+    def probe_inputs(self, cfg: dict[str, Any], n: int) -> torch.Tensor:
+        # public: the last n test images (the server evaluates on the first data.test_samples)
+        _, test = D.digits_pool(cfg["model"]["features"], cfg["seed"])
+        return torch.tensor(test.features[-n:])
 
     def loss(self, model, x, target, y):  # type: ignore[override]
         return nn.functional.cross_entropy(model(x), target)

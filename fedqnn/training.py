@@ -32,7 +32,7 @@ def train_local(
     model: nn.Module, task: Task, data: LocalData, cfg: dict[str, Any], server_round: int,
     partition_id: int, stream: str = "train",
 ) -> TrainResult:
-    """``train.epochs`` epochs of Adam(``train.lr``) on shuffled mini-batches of ``train.batch_size``.
+    """``train.epochs`` epochs of ``train.optimizer`` (Adam or SGD) on shuffled mini-batches.
 
     The learning rate of round r is lr x lr_decay^(r - 1). Shuffling and shot sampling draw from
     the stream (seed, ``stream``, round, partition-id), so a run repeats exactly.
@@ -43,7 +43,10 @@ def train_local(
     if quantum is not None and hasattr(quantum, "shot_generator"):
         quantum.shot_generator = gen
     lr = t["lr"] * t["lr_decay"] ** (server_round - 1)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if t["optimizer"] == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     start = time.perf_counter()
     losses: list[float] = []

@@ -1,0 +1,78 @@
+"""CEAS fidelity stamps (Definition 1), Flower-free.
+
+Model (docs/ceas.md has the derivation). Node k's local update D_k after K steps of learning
+rate η on batches of B samples, measured with S_k shots on a QPU whose noise shrinks the signal
+by c_k (:func:`fedqnn.noise.shrink_factor`), has
+
+    E[D_k] ≈ c_k D            (noise is mostly a bias: it shrinks the gradient)
+    Σ_k ≈ η² K / (B S_k c_k²) diag(v_kj),  v_kj ≤ 1/2   (after debiasing D̃_k = D_k / c_k)
+
+so Σ_k = σ_k² Σ_0 with the node factor σ_k² = 1 / (S_k c_k²) and a shape Σ_0 shared by all
+nodes. The stamp is
+
+    φ_k = 4 / tr(G Σ_k) = 4 / (σ_k² κ),   κ = tr(G Σ_0)
+
+with G the metric in which errors count: the QFI F_Q(θ_t) on the quantum weights (computed by
+the server at the broadcast parameters on a public probe batch) and the identity on the
+classical parameters (they carry no quantum state). 1/φ_k is the expected infidelity
+δᵀ F_Q δ / 4 that node k's noise adds to the model state. Weights ∝ φ_k minimise the
+aggregate's expected squared error in G (Proposition 1); since κ is common to all nodes, they
+reduce to weights ∝ S_k c_k².
+
+κ, the absolute scale, matters only to outlier tests. ``scale="model"`` uses the bound
+κ = η² K tr(G) / (2B) (exact for plain SGD's shot noise with v = 1/2); ``scale="median"`` (the
+default: fedqnn trains with Adam, whose step normalisation breaks the SGD bound) estimates it
+each round from the updates, κ̂ = median_k ||D̃_k - m||²_G / σ_k² with m the coordinate-wise
+median (breakdown point 1/2: a Byzantine minority cannot move it far).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from fedqnn.noise import Calibration, effective_shots, shrink_factor
+
+__all__ = ["node_variance_factor", "model_kappa", "median_kappa", "stamps_from_factors", "metric_matrix"]
+
+
+def node_variance_factor(cal: Calibration, cfg: dict[str, Any]) -> float:
+    """σ_k² = 1 / (S_k c_k²); observable weight m = 1.5 (the mean over ⟨Z⟩ and ⟨ZZ⟩ readouts)."""
+    m = cfg["model"]
+    c = shrink_factor(cal, m["layers"], m["qubits"], weight=1.5)
+    s = effective_shots(cal, cfg["qpu"]["analytic_shots"])
+    if c <= 0 or not math.isfinite(c):
+        return math.inf
+    return 1.0 / (s * c * c)
+
+
+def model_kappa(cfg: dict[str, Any], trace_g: float, steps: int, batch: int) -> float:
+    """κ = η² K tr(G) v / B with v = 1/2 (the SGD shot-noise bound)."""
+    lr = cfg["train"]["lr"]
+    return lr * lr * steps * trace_g * 0.5 / max(batch, 1)
+
+
+def metric_matrix(fq: np.ndarray, quantum_slice: slice, dim: int) -> np.ndarray:
+    """G = F_Q on the quantum block, identity elsewhere (dim x dim)."""
+    g = np.eye(dim)
+    g[quantum_slice, quantum_slice] = fq
+    return g
+
+
+def median_kappa(deltas: np.ndarray, factors: np.ndarray, metric: np.ndarray | None) -> float:
+    """κ̂ = median_k ||D_k - m||²_G / σ_k², m the coordinate-wise median of the D_k."""
+    center = np.median(deltas, axis=0)
+    diff = deltas - center
+    d2 = np.einsum("ij,jk,ik->i", diff, metric, diff) if metric is not None else (diff**2).sum(1)
+    ratios = d2 / np.asarray(factors)
+    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+    if ratios.size == 0:
+        return 1.0
+    return float(np.median(ratios))
+
+
+def stamps_from_factors(factors: np.ndarray, kappa: float) -> np.ndarray:
+    """φ_k = 4 / (σ_k² κ)."""
+    return 4.0 / (np.asarray(factors, dtype=np.float64) * max(kappa, 1e-300))

@@ -1,0 +1,183 @@
+"""CEAS: fidelity-weighted, outlier-filtered consensus as a Flower ``Strategy``.
+
+The Flower part is thin (FedAvg's message building is reused); the maths lives in
+:mod:`fedqnn.stamps` (stamps), :mod:`fedqnn.qfi` (the QFI metric) and :mod:`strategies.ceas_math`
+(filter, capped fidelity weights). Per round:
+
+1. the server's calibration record of each replying node and the node's own claim (``cal_p``,
+   ``cal_r``, ``cal_shots`` in its metrics) give σ_k² = 1/(S_k c_k²); a claim can only lower a
+   node's stamp (σ² = max(server, claim));
+2. G = F_Q(θ_t) ⊕ I is computed once at the broadcast parameters on a public probe batch;
+3. updates D_k = θ_k - θ_t (debiased by 1/c_k with plain SGD; Adam normalises the shrink away);
+4. φ_k = 4 / (σ_k² κ), κ estimated by a median (see :mod:`fedqnn.stamps`);
+5. outlier filter (``ceas.filter``), rejected nodes reported as ``outlier:<rule>``;
+6. capped fidelity weights (w_k <= ``ceas.cap`` x median weight), θ_{t+1} = θ_t + Σ w_k D_k.
+
+``round_report(server_round)`` returns the contract's ``weights``, ``stamps`` and ``rejected``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+from fedqnn.noise import Calibration, calibration_for, shrink_factor
+from fedqnn.qfi import quantum_fisher
+from fedqnn.stamps import (
+    median_kappa,
+    metric_matrix,
+    model_kappa,
+    node_variance_factor,
+    stamps_from_factors,
+)
+from strategies import ceas_math
+from strategies.flower_builtins import PreconditionError, clamp_num_examples
+from strategies.registry import byzantine_f, register
+
+__all__ = ["CEAS"]
+
+
+def _claimed_calibration(metrics: Any) -> Calibration | None:
+    try:
+        p, r, s = float(metrics["cal_p"]), float(metrics["cal_r"]), float(metrics["cal_shots"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (p, r, s)) or not (0 <= p <= 0.75 and 0 <= r <= 0.5 and s >= 0):
+        return None
+    return Calibration(p, r, int(s))
+
+
+class CEAS(FedAvg):
+    """Consensus-Entanglement-Aware Scheduling's aggregation (see the module docstring)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=1,
+                         min_evaluate_nodes=0, min_available_nodes=1)
+        from fedqnn.tasks import get_task
+
+        self.fedqnn_cfg = cfg
+        self.task = get_task(cfg["task"])
+        self.model = self.task.build_model(cfg)
+        self.probe = self.task.probe_inputs(cfg, cfg["ceas"]["probe_size"])
+        self.node_names: dict[int, str] = {}
+        self._current: ArrayRecord | None = None
+        self._reports: dict[int, dict[str, Any]] = {}
+
+    @classmethod
+    def from_fedqnn_config(cls, cfg: dict[str, Any]) -> CEAS:
+        return cls(cfg)
+
+    # -- hooks the fedqnn server calls ---------------------------------------------------------
+    def bind_nodes(self, names: dict[int, str]) -> None:
+        """The server's trusted map from Flower node ids to ``node-<partition-id>``."""
+        self.node_names = dict(names)
+
+    def round_report(self, server_round: int) -> dict[str, Any]:
+        return self._reports.get(server_round, {})
+
+    # -- Flower Strategy -------------------------------------------------------------------------
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._current = arrays
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def _name(self, msg: Message) -> str:
+        nid = msg.metadata.src_node_id
+        if nid in self.node_names:
+            return self.node_names[nid]
+        return f"node-{int(msg.content['metrics'].get('partition-id', nid))}"
+
+    def _metric(self, base: dict[str, torch.Tensor]) -> tuple[np.ndarray, float]:
+        """G = F_Q(θ_t) on the quantum weights ⊕ I, and tr(G)."""
+        self.model.load_state_dict(base)
+        keys = list(base)
+        sizes = [base[k].numel() for k in keys]
+        dim = sum(sizes)
+        quantum = getattr(self.model, "quantum", None)
+        if quantum is None or not hasattr(quantum, "weights") or "quantum.weights" not in keys:
+            return np.eye(dim), float(dim)  # classical ablation: Euclidean
+        start = sum(sizes[: keys.index("quantum.weights")])
+        sl = slice(start, start + base["quantum.weights"].numel())
+        with torch.no_grad():
+            angles = self.model.angles(self.probe)
+        fq = quantum_fisher(angles, base["quantum.weights"]).numpy()
+        g = metric_matrix(fq, sl, dim)
+        return g, float(np.trace(g))
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        cfg, c = self.fedqnn_cfg, self.fedqnn_cfg["ceas"]
+        replies = [m for m in replies if not m.has_error()]
+        clamp_num_examples(replies, cfg["data"]["samples_per_client"])
+        if not replies or self._current is None:
+            return None, None
+        base = self._current.to_torch_state_dict()
+        keys = list(base)
+        theta = torch.cat([base[k].flatten().to(torch.float64) for k in keys]).numpy()
+        names, deltas, factors, shrinks = [], [], [], []
+        m = cfg["model"]
+        for msg in replies:
+            name = self._name(msg)
+            sd = msg.content["arrays"].to_torch_state_dict()
+            vec = torch.cat([sd[k].flatten().to(torch.float64) for k in keys]).numpy()
+            server_cal = calibration_for(cfg, name)
+            claim = _claimed_calibration(msg.content["metrics"])
+            f_server = node_variance_factor(server_cal, cfg)
+            f_claim = node_variance_factor(claim, cfg) if claim is not None else f_server
+            names.append(name)
+            deltas.append(vec - theta)
+            factors.append(max(f_server, f_claim))  # a claim can only lower the stamp
+            shrinks.append(shrink_factor(server_cal, m["layers"], m["qubits"], weight=1.5))
+        x = np.stack(deltas)
+        factors_arr = np.asarray(factors)
+        if self._debias():
+            x = x / np.asarray(shrinks)[:, None]
+        g, trace_g = self._metric(base)
+        if c["scale"] == "median":
+            kappa = median_kappa(x, factors_arr, g)
+        else:
+            data_n = cfg["data"]["samples_per_client"]
+            steps = cfg["train"]["epochs"] * math.ceil(data_n / cfg["train"]["batch_size"])
+            kappa = model_kappa(cfg, trace_g, steps, cfg["train"]["batch_size"])
+        stamps = stamps_from_factors(factors_arr, kappa)
+        f = byzantine_f(cfg, len(replies))
+        try:
+            res = ceas_math.robust_fidelity_aggregate(
+                x, stamps, outlier=c["filter"], premix=None if c["premix"] == "none" else c["premix"],
+                f=f, cap_multiple=c["cap"] if c["cap"] > 0 else None, metric=g if c["filter"] != "none" else None,
+            )
+        except ceas_math.PreconditionError as exc:
+            raise PreconditionError(f"ceas: {exc}") from exc
+        new = theta + res.aggregate
+        out, i = {}, 0
+        for k in keys:
+            n = base[k].numel()
+            out[k] = torch.tensor(new[i : i + n], dtype=base[k].dtype).reshape(base[k].shape)
+            i += n
+        self._reports[server_round] = {
+            "weights": {nm: float(w) for nm, w in zip(names, res.weights)},
+            "stamps": {nm: float(s) for nm, s in zip(names, stamps)},
+            "rejected": [{"node": names[j], "reason": reason if reason.startswith("outlier:") else f"outlier:{reason}"}
+                         for j, reason in sorted(res.rejected.items())],
+            "kappa": kappa,
+        }
+        n_ex = sum(int(msg.content["metrics"].get("num-examples", 0)) for msg in replies)
+        return ArrayRecord(out), MetricRecord({"num-examples": n_ex})
+
+    def _debias(self) -> bool:
+        mode = self.fedqnn_cfg["ceas"]["debias"]
+        if mode == "auto":
+            return self.fedqnn_cfg["train"]["optimizer"] == "sgd"
+        return mode == "on"
+
+
+register("ceas", CEAS.from_fedqnn_config)
