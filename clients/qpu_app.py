@@ -75,7 +75,18 @@ def _cached_model(cfg_text: str):
     return _MODELS[cfg_text]
 
 
-app = ClientApp()
+def signing(msg: Message, context: Context, call_next):
+    """Client mod: sign train replies (Ed25519 envelope; key from node_config 'auth-key' or, in
+    simulation, derived from the run seed carried in the instruction)."""
+    from fedqnn.security.flower_glue import make_signing_mod
+
+    seed = None
+    if msg.has_content() and CONFIG_RECORD in msg.content.config_records:
+        seed = _parse_config(str(msg.content[CONFIG_RECORD]["config"]))["seed"]
+    return make_signing_mod(seed=seed)(msg, context, call_next)
+
+
+app = ClientApp(mods=[signing])
 
 
 @app.query()

@@ -94,6 +94,12 @@ FIELDS: dict[str, Field] = {
     "train.optimizer": _f("adam", str, "local optimiser", choices=("adam", "sgd")),
     "train.batch_size": _f(16, int, "local batch size", low=1),
     "train.threads": _f(1, int, "torch threads per client process", low=1),
+    # authenticated updates
+    "auth": _f("signed", str, "update authentication: signed (Ed25519 envelopes), qkd, off",
+               choices=("signed", "qkd", "off")),
+    "security.registry": _f("", str, "deployment: the public-key registry file (fedqnn keys node); "
+                            "empty = simulation keys derived from the seed"),
+    "security.max_mb": _f(64.0, float, "largest accepted reply payload (MB)", low=0.001),
     # CEAS consensus
     "ceas.cap": _f(3.0, float, "cap each weight at this multiple of the median weight (0 = no cap)", low=0.0),
     "ceas.filter": _f("stamp", str, "outlier filter before weighting", choices=("stamp", "median", "none")),
@@ -253,6 +259,9 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
                 f"model.device: QPU noise (noise={cfg['noise']!r}) is simulated on model.device='torch' "
                 "(Pauli trajectories); use --set noise=noiseless with other devices"
             )
+    if cfg["auth"] == "qkd":
+        raise ConfigError("auth: 'qkd' needs the entanglement broker's key pairs, not wired into runs in "
+                          "this build; use signed (default) or off")
     q = cfg["qpu"]
     if q["p_min"] > q["p_max"] or q["r_min"] > q["r_max"]:
         raise ConfigError("qpu: expected p_min <= p_max and r_min <= r_max")

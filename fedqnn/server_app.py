@@ -102,6 +102,43 @@ def _weighted_train_loss(replies: Iterable[Message]) -> float | None:
     return num / den if den else None
 
 
+def _auth_setup(cfg: dict[str, Any], node_names: list[str]):
+    """(verifier or None, validation spec maker) for ``cfg['auth']``."""
+    from fedqnn.security.keys import KeyRegistry
+    from fedqnn.security.verifier import Verifier
+
+    if cfg["auth"] == "off":
+        return None
+    if cfg["security"]["registry"]:
+        try:
+            registry = KeyRegistry.load(cfg["security"]["registry"])
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"security.registry: cannot load {cfg['security']['registry']!r} ({exc})") from exc
+    else:
+        registry = KeyRegistry.for_simulation(cfg["seed"], node_names)
+    return Verifier(registry, run_id=f"fedqnn-{cfg['seed']}", seed=cfg["seed"])
+
+
+def _spec(cfg: dict[str, Any], arrays: ArrayRecord):
+    from fedqnn.security.validator import ValidationSpec, template_from_arrays
+
+    template = template_from_arrays({k: v.detach().numpy() for k, v in arrays.to_torch_state_dict().items()})
+    return ValidationSpec(
+        template=template,
+        required_metrics=("num-examples",),
+        nonnegative_prefixes=("num-examples", "cal_", "train_loss", "stamp"),
+        max_bytes=int(cfg["security"]["max_mb"] * 2**20),
+    )
+
+
+def _personalise(msg: Message, extra: dict[str, ConfigRecord]) -> Message:
+    """A copy of an instruction with its own RecordDict (strategies share one across nodes)."""
+    content = RecordDict({k: v for k, v in msg.content.items()})
+    for k, v in extra.items():
+        content[k] = v
+    return Message(content, dst_node_id=msg.metadata.dst_node_id, message_type=msg.metadata.message_type)
+
+
 def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
     """Run ``cfg['rounds']`` rounds on ``grid`` and write the outputs to ``cfg['out']``."""
     import torch
@@ -121,6 +158,7 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
     if hasattr(strategy, "bind_nodes"):
         strategy.bind_nodes(names)
     test_sets = task.test_data(cfg)
+    verifier = _auth_setup(cfg, node_names)
     writer = RunWriter(cfg["out"], task.metric, task.direction)
     writer.reset(0)
     cfg_text = json.dumps(cfg, sort_keys=True)
@@ -136,15 +174,20 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
                 SelectedGrid(grid, [by_name[n] for n in selected]),  # type: ignore[arg-type]
             )
         )
-        for msg in messages:
-            msg.content[CONFIG_RECORD] = ConfigRecord({"config": cfg_text, "server-round": server_round})
+        run_record = ConfigRecord({"config": cfg_text, "server-round": server_round})
+        messages = [_personalise(m, {CONFIG_RECORD: run_record}) for m in messages]
+        if verifier is not None:
+            from fedqnn.security.flower_glue import add_auth_config
+
+            for m in messages:
+                add_auth_config(verifier, m.content, server_round, names[m.metadata.dst_node_id])
         replies = list(grid.send_and_receive(messages))
         replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
-        ok = [m for m in replies if not m.has_error()]
         failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in replies if m.has_error()]
+        ok, rejected = _verify(verifier, cfg, arrays, server_round, names, [m for m in replies if not m.has_error()])
         row: dict[str, Any] = {
-            "round": server_round, "strategy": cfg["strategy"], "num_participants": len(ok),
-            "train_loss": None, "eval": None, "rejected": [], "wall_s": None,
+            "round": server_round, "strategy": cfg["strategy"], "num_participants": len(ok) + len(rejected),
+            "train_loss": None, "eval": None, "rejected": rejected, "wall_s": None,
         }
         if failed:
             row["events"] = [{"node": n, "event": "no-reply"} for n in failed]
@@ -185,6 +228,26 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
             )
     summary = writer.summarize(cfg)
     return summary
+
+
+def _verify(verifier, cfg, arrays, server_round, names, replies):
+    """Authenticate and validate each reply; returns (accepted, rejected rows). Never raises."""
+    from fedqnn.security.flower_glue import check_reply
+
+    spec = _spec(cfg, arrays)
+    ok, rejected = [], []
+    for m in replies:
+        name = names.get(m.metadata.src_node_id)
+        if name is None:
+            rejected.append({"node": str(m.metadata.src_node_id), "reason": "unknown-key"})
+            continue
+        good, reason = check_reply(verifier, m.content, name, server_round, spec)
+        if good:
+            ok.append(m)
+        else:
+            log(INFO, "fedqnn: rejected the update of %s in round %s: %s", name, server_round, reason)
+            rejected.append({"node": name, "reason": str(reason)})
+    return ok, rejected
 
 
 def make_server_app(cfg: dict[str, Any]) -> ServerApp:
