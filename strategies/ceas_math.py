@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.stats import chi2, norm
 
-from strategies.robust import as_vectors, coordinate_median, nnm
+from strategies.robust import as_vectors, nnm
 from strategies.robust._checks import PreconditionError
 
 __all__ = [
@@ -279,6 +279,18 @@ class MedianDistanceFilter:
         return _result(self.name, n, reject, np.median(x, axis=0))
 
 
+def _weighted_coordinate_median(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per coordinate, the weighted median (the mean of the lower and upper weighted medians)."""
+    order = np.argsort(y, axis=0, kind="stable")
+    ys = np.take_along_axis(y, order, axis=0)
+    cw = np.cumsum(w[order], axis=0)
+    total = float(w.sum())
+    lo = np.argmax(cw >= 0.5 * total * (1 - 1e-12), axis=0)
+    hi = np.argmax(cw > 0.5 * total * (1 + 1e-12), axis=0)
+    cols = np.arange(y.shape[1])
+    return 0.5 * (ys[lo, cols] + ys[hi, cols])
+
+
 @dataclass(frozen=True)
 class StampConsistencyFilter:
     """Stamp-consistency filter (``outlier:stamp``): each update judged against its own predicted
@@ -287,13 +299,19 @@ class StampConsistencyFilter:
     With T_k = scale / phi_k = tr(G Sigma_k) (the node's own, possibly lying, claim), a robust
     centre c and r_k = ||y_k - c||^2 / E_k, where E_k is the expected value for an honest node:
 
-    * initial centre: coordinate-wise median, E_k = T_k + pi / (2 n median_j(T_j^-1/2)^2);
+    * initial centre: a coordinate-wise median, unweighted and weighted by the stamps capped at
+      the median stamp (``start="auto"`` runs both and keeps the end point whose ratios r_k are
+      most consistent, by a capped log-normal likelihood), E_k = T_k + the start's asymptotic
+      variance (pi/2) sum w^2 / (sum_k w_k T_k^-1/2)^2;
     * then c = sum_j w_j y_j with the capped fidelity weights w over the kept nodes and
       E_k = T_k (1 - 2 w_k) + sum_j w_j^2 T_j (the centre contains y_k with weight w_k);
-    * r is divided by its median over kept nodes (absorbs a common miscalibration of stamps);
+    * r is divided by its median over kept nodes, clipped to [1/max_rescale, max_rescale]
+      (absorbs a common miscalibration of stamps, but not a centre dragged away by attackers,
+      which also raises every ratio);
     * in log space: reject ``far`` if r_k > hi and ``near`` if r_k < lo, (lo, hi) = the wider of
       the chi-square quantiles chi2_q(d_eff)/d_eff at z standard deviations and exp(-+z s),
-      s = max(sqrt(2/d_eff + stamp_log_sd^2), 1.4826 MAD(log r)) (chi-square concentration in
+      s = max(s0, min(1.4826 MAD(log r), max_spread s0)), s0 = sqrt(2/d_eff + stamp_log_sd^2)
+      (chi-square concentration in
       d_eff effective dimensions, d_eff = d unless given, plus the honest stamps' own calibration
       error, or the measured spread if larger);
     * reject both of a pair (i, j) whose D_ij = ||y_i - y_j||^2 / (T_i + T_j), divided by its
@@ -317,6 +335,9 @@ class StampConsistencyFilter:
     normalise: bool = True
     pairwise: bool = True
     max_iter: int = 10
+    start: str = "auto"
+    max_rescale: float = 1.5
+    max_spread: float = 1.0
     name: str = "stamp"
 
     def bounds(self, d: int, spread: float, z: float) -> tuple[float, float]:
@@ -345,54 +366,84 @@ class StampConsistencyFilter:
         def mad(v: np.ndarray) -> float:
             return 1.4826 * float(np.median(np.abs(v - np.median(v)))) if v.size else 0.0
 
-        # stage 0: coordinate-wise median centre
-        c = coordinate_median(y)
-        t_c = math.pi / (2.0 * n * float(np.median(1.0 / np.sqrt(t))) ** 2)
-        expected = t + t_c
-        kept = np.ones(n, dtype=bool)
-        w = np.zeros(n)
-        reject: dict[int, str] = {}
-        for _ in range(max(int(self.max_iter), 1)):
-            lr = np.log(np.maximum(np.einsum("ij,ij->i", y - c, y - c) / expected, tiny))
-            ref = lr[kept] if kept.sum() >= 2 else lr
-            if self.normalise:
-                lr = lr - float(np.median(ref))
-                ref = ref - float(np.median(ref))
-            lo, hi = self.bounds(d, mad(ref), self.z)
-            reject = {}
-            for i in range(n):
-                ri = math.exp(lr[i])
-                if ri > hi:
-                    reject[i] = f"far: distance^2/expected {ri:.3g} > {hi:.3g}"
-                elif ri < lo:
-                    reject[i] = f"near: distance^2/expected {ri:.3g} < {lo:.3g} (less noise than its stamp predicts)"
-            if self.pairwise and n >= 3:
-                cand = np.array([i for i in range(n) if i not in reject])
-                if cand.size >= 3:
-                    sub = log_pair[np.ix_(cand, cand)]
-                    iu = np.triu_indices(cand.size, 1)
-                    pm = float(np.median(sub[iu])) if self.normalise else 0.0
-                    lo_pair, _ = self.bounds(d, mad(sub[iu] - pm), self.z_pair)
-                    close = (sub - pm < math.log(lo_pair)) & ~np.eye(cand.size, dtype=bool)
-                    for a, b in zip(*np.nonzero(np.triu(close, 1))):
-                        for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
-                            reject.setdefault(
-                                int(i), f"pair: too close to node index {int(j)} for independent noise"
-                            )
-            new_kept = np.array([i not in reject for i in range(n)])
-            if not new_kept.any():
-                # nothing consistent: fall back to the half closest to the centre
-                order = np.argsort(lr, kind="stable")[: (n + 1) // 2]
-                new_kept = np.zeros(n, dtype=bool)
-                new_kept[order] = True
-                reject = {i: "far: no consistent majority" for i in range(n) if not new_kept[i]}
-            stable = np.array_equal(new_kept, kept) and w.any()
-            kept = new_kept
-            if stable:
-                break
-            w = fidelity_weights(phi, cap_multiple=self.cap_multiple, mask=kept, tau2=self.tau2, scale=scale)
+        deff = float(self.eff_dim) if self.eff_dim else float(d)
+        s0 = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
+
+        def run(w0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, dict[int, str]]:
+            # stage 0: a weighted coordinate-wise median start, then iterate
+            c = _weighted_coordinate_median(y, w0)
+            # asymptotic variance of a weighted median: (pi/2) sum w^2 / (sum_k w_k / sqrt(T_k))^2
+            t_c = (math.pi / 2.0) * float(np.sum(w0 * w0)) / float(np.sum(w0 / np.sqrt(t))) ** 2
+            expected = t + t_c
+            kept = np.ones(n, dtype=bool)
+            w = np.zeros(n)
+            reject: dict[int, str] = {}
+            for _ in range(max(int(self.max_iter), 1)):
+                lr = np.log(np.maximum(np.einsum("ij,ij->i", y - c, y - c) / expected, tiny))
+                ref = lr[kept] if kept.sum() >= 2 else lr
+                if self.normalise:
+                    # a common miscalibration of the stamps, bounded: a shift of the centre by
+                    # attackers also raises every ratio, and must not be absorbed here
+                    shift = float(np.clip(np.median(ref), -math.log(self.max_rescale), math.log(self.max_rescale)))
+                    lr = lr - shift
+                    ref = ref - shift
+                lo, hi = self.bounds(d, min(mad(ref), self.max_spread * s0), self.z)
+                reject = {}
+                for i in range(n):
+                    ri = math.exp(lr[i])
+                    if ri > hi:
+                        reject[i] = f"far: distance^2/expected {ri:.3g} > {hi:.3g}"
+                    elif ri < lo:
+                        reject[i] = f"near: distance^2/expected {ri:.3g} < {lo:.3g} (less noise than its stamp predicts)"
+                if self.pairwise and n >= 3:
+                    cand = np.array([i for i in range(n) if i not in reject])
+                    if cand.size >= 3:
+                        sub = log_pair[np.ix_(cand, cand)]
+                        iu = np.triu_indices(cand.size, 1)
+                        pm = float(np.median(sub[iu])) if self.normalise else 0.0
+                        lo_pair, _ = self.bounds(d, min(mad(sub[iu] - pm), self.max_spread * s0), self.z_pair)
+                        close = (sub - pm < math.log(lo_pair)) & ~np.eye(cand.size, dtype=bool)
+                        for a, b in zip(*np.nonzero(np.triu(close, 1))):
+                            for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
+                                reject.setdefault(
+                                    int(i), f"pair: too close to node index {int(j)} for independent noise"
+                                )
+                new_kept = np.array([i not in reject for i in range(n)])
+                if not new_kept.any():
+                    # nothing consistent: fall back to the half closest to the centre
+                    order = np.argsort(lr, kind="stable")[: (n + 1) // 2]
+                    new_kept = np.zeros(n, dtype=bool)
+                    new_kept[order] = True
+                    reject = {i: "far: no consistent majority" for i in range(n) if not new_kept[i]}
+                stable = np.array_equal(new_kept, kept) and w.any()
+                kept = new_kept
+                if stable:
+                    break
+                w = fidelity_weights(phi, cap_multiple=self.cap_multiple, mask=kept, tau2=self.tau2, scale=scale)
+                c = w @ y
+                expected = np.maximum(t * (1.0 - 2.0 * w) + float(np.sum(w * w * t)), tiny)
+            if not w.any():
+                w = fidelity_weights(phi, cap_multiple=self.cap_multiple, mask=kept, tau2=self.tau2, scale=scale)
             c = w @ y
             expected = np.maximum(t * (1.0 - 2.0 * w) + float(np.sum(w * w * t)), tiny)
+            lr_raw = np.log(np.maximum(np.einsum("ij,ij->i", y - c, y - c) / expected, tiny))
+            # consistency score of the end point: a capped log-normal likelihood of the ratios
+            score = float(np.sum(np.maximum(-(lr_raw**2) / (2 * s0 * s0), -0.5 * self.z**2)))
+            return score, kept, w, reject
+
+        # starts: "median" (unweighted), "weighted-median" (stamps capped at the median stamp:
+        # a liar weighs no more than a median node; the precise honest nodes pull toward g), or
+        # "auto": both, keeping the end point most consistent with the stamps (highest score)
+        starts = {"median": [np.full(n, 1.0 / n)], "weighted-median": [cap_weights(phi, 1.0)]}
+        starts["auto"] = starts["median"] + starts["weighted-median"]
+        if self.start not in starts:
+            raise PreconditionError(f"start must be 'auto', 'median' or 'weighted-median'; got {self.start!r}")
+        best = None
+        for w0 in starts[self.start]:
+            out = run(w0)
+            if best is None or out[0] > best[0] + 1e-9:
+                best = out
+        _, kept, w, reject = best
         center = w @ x if w.any() else np.median(x, axis=0)
         return _result(self.name, n, reject, center)
 
