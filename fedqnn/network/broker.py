@@ -340,9 +340,8 @@ class Broker:
     def _servable(self, age_aware: bool) -> NDArray[np.bool_]:
         q = max(1, self.cfg["pairs_per_node"])
         stock = self.inv.valid_after(1) if age_aware else self.inv.stored
-        mu = self.rate * self.deadline_steps * self.dt
-        gen_low = np.maximum(0.0, mu - 2.0 * np.sqrt(mu))
-        avail = self._path_min(stock + gen_low)
+        mu = self.rate * self.deadline_steps * self.dt  # expected heralds before the deadline
+        avail = self._path_min(stock + mu)
         return self.usable & self._path_up() & (avail >= q * self.mult)
 
     def availability(self) -> float:
