@@ -312,7 +312,8 @@ class StampConsistencyFilter:
       the chi-square quantiles chi2_q(d_eff)/d_eff at z standard deviations and exp(-+z s),
       s = max(s0, min(1.4826 MAD(log r), max_spread s0)), s0 = sqrt(2/d_eff + stamp_log_sd^2)
       (chi-square concentration in
-      d_eff effective dimensions, d_eff = d unless given, plus the honest stamps' own calibration
+      d_eff effective dimensions (``eff_dim``; default d, or the metric's participation ratio
+      (tr G)^2 / tr(G^2)), plus the honest stamps' own calibration
       error, or the measured spread if larger);
     * reject both of a pair (i, j) whose D_ij = ||y_i - y_j||^2 / (T_i + T_j), divided by its
       median, is below the lower bound at z_pair: independent honest noises cannot be that
@@ -340,11 +341,24 @@ class StampConsistencyFilter:
     max_spread: float = 1.0
     name: str = "stamp"
 
-    def bounds(self, d: int, spread: float, z: float) -> tuple[float, float]:
+    def _eff_dim(self, d: int, metric: np.ndarray | None) -> float:
+        """d_eff: ``eff_dim`` if given; else d, or with a metric G its participation ratio
+        (tr G)^2 / tr(G^2) (a low-rank QFI concentrates the noise in few directions)."""
+        if self.eff_dim:
+            return float(self.eff_dim)
+        if metric is None:
+            return float(d)
+        g = np.asarray(metric, dtype=np.float64)
+        ev = g if g.ndim == 1 else np.linalg.eigvalsh(0.5 * (g + g.T))
+        ev = np.clip(ev, 0.0, None)
+        tot = float(ev.sum())
+        return float(min(d, max(1.0, tot * tot / max(float(np.sum(ev * ev)), 1e-300)))) if tot > 0 else float(d)
+
+    def bounds(self, d: int, spread: float, z: float, deff: float | None = None) -> tuple[float, float]:
         """(lo, hi) for a normalised ratio at z standard deviations: the wider of the chi-square
         model's quantiles chi2_q(d_eff) / d_eff (tail 1 - Phi(z) each side) and
         exp(-+z s), s = max(sqrt(2 / d_eff + stamp_log_sd^2), measured log-spread)."""
-        deff = float(self.eff_dim) if self.eff_dim else float(d)
+        deff = float(deff if deff is not None else (self.eff_dim or d))
         tail = float(norm.sf(z))
         s = max(math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2), spread)
         lo = min(float(chi2.ppf(tail, deff) / deff), math.exp(-z * s))
@@ -366,7 +380,7 @@ class StampConsistencyFilter:
         def mad(v: np.ndarray) -> float:
             return 1.4826 * float(np.median(np.abs(v - np.median(v)))) if v.size else 0.0
 
-        deff = float(self.eff_dim) if self.eff_dim else float(d)
+        deff = self._eff_dim(d, metric)
         s0 = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
 
         def run(w0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, dict[int, str]]:
@@ -387,7 +401,7 @@ class StampConsistencyFilter:
                     shift = float(np.clip(np.median(ref), -math.log(self.max_rescale), math.log(self.max_rescale)))
                     lr = lr - shift
                     ref = ref - shift
-                lo, hi = self.bounds(d, min(mad(ref), self.max_spread * s0), self.z)
+                lo, hi = self.bounds(d, min(mad(ref), self.max_spread * s0), self.z, deff)
                 reject = {}
                 for i in range(n):
                     ri = math.exp(lr[i])
@@ -401,7 +415,7 @@ class StampConsistencyFilter:
                         sub = log_pair[np.ix_(cand, cand)]
                         iu = np.triu_indices(cand.size, 1)
                         pm = float(np.median(sub[iu])) if self.normalise else 0.0
-                        lo_pair, _ = self.bounds(d, min(mad(sub[iu] - pm), self.max_spread * s0), self.z_pair)
+                        lo_pair, _ = self.bounds(d, min(mad(sub[iu] - pm), self.max_spread * s0), self.z_pair, deff)
                         close = (sub - pm < math.log(lo_pair)) & ~np.eye(cand.size, dtype=bool)
                         for a, b in zip(*np.nonzero(np.triu(close, 1))):
                             for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):

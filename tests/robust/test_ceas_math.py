@@ -228,3 +228,18 @@ def test_premix_options_keep_contract(premix: str) -> None:
     res = robust_fidelity_aggregate(x, phi, premix=premix, f=2)
     assert res.weights.sum() == pytest.approx(1.0)
     assert res.aggregate.shape == (x.shape[1],)
+
+
+def test_filter_with_low_rank_metric_keeps_honest_nodes() -> None:
+    # noise isotropic in a rank-10 metric of a 60-dim space: d_eff follows the metric, so honest
+    # nodes are not rejected by a chi-square bound computed for 60 dimensions
+    rng = np.random.default_rng(4)
+    d, r, n = 60, 10, 15
+    basis = np.linalg.qr(rng.normal(size=(d, r)))[0]
+    metric = basis @ basis.T
+    tr = np.exp(rng.uniform(-1, 1, n))
+    x = rng.normal(size=(n, d)) * np.sqrt(tr / r)[:, None]
+    filt = StampConsistencyFilter()
+    assert filt._eff_dim(d, metric) == pytest.approx(r, rel=1e-6)
+    res = filt(x, stamps_from_variance(tr), metric=metric)
+    assert len(res.reasons) <= 1
