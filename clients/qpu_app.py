@@ -23,6 +23,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.byzantine import DATA_ATTACKS, byzantine_nodes, poison_targets
 from fedqnn.config import validate
 from fedqnn.noise import calibration_for
 from fedqnn.tasks import LocalData, get_task
@@ -106,6 +107,8 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
     model = _cached_model(cfg_text)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     data = _local_data(cfg_text, pid, num)
+    if cfg["attack"] in DATA_ATTACKS and f"node-{pid}" in byzantine_nodes(cfg, [f"node-{i}" for i in range(num)]):
+        data = LocalData(data.x, poison_targets(cfg, data.target, 10 if task.kind == "classification" else None), data.y)
     cal = calibration_for(cfg, f"node-{pid}")
     if hasattr(model, "quantum") and hasattr(model.quantum, "set_noise"):
         model.quantum.set_noise(cal.p, cal.r, cal.shots)

@@ -55,7 +55,7 @@ FIELDS: dict[str, Field] = {
     # federation
     "clients": _f(10, int, "number of simulated QPU clients (SuperNodes)", low=1, high=10_000),
     "rounds": _f(5, int, "number of federated rounds (the total, also with --resume)", low=1),
-    "strategy": _f("fedavg", str, "aggregation strategy: a registry name or module:Class"),
+    "strategy": _f("ceas", str, "aggregation strategy: a registry name or module:Class"),
     "task": _f("antiderivative", str, "learning task: antiderivative, heat, digits"),
     "seed": _f(0, int, "master seed: one seed makes a run repeat exactly", low=0),
     "out": _f("runs/latest", str, "output directory"),
@@ -108,8 +108,9 @@ FIELDS: dict[str, Field] = {
     "ceas.probe_size": _f(8, int, "public probe inputs for the server's QFI", low=1, high=1024),
     "ceas.debias": _f("auto", str, "divide updates by the shrink factor c_k (auto: with sgd only)",
                       choices=("auto", "on", "off")),
-    "byzantine_fraction": _f(0.0, float, "fraction of Byzantine clients (robust rules take f = ceil(fraction x n))",
-                             low=0.0, high=0.5),
+    "byzantine_fraction": _f(0.2, float, "fraction of Byzantine clients, 0 = none (robust rules take "
+                             "f = ceil(fraction x n))", low=0.0, high=0.5),
+    "attack": _f("alie", str, "what the Byzantine clients do (fedqnn run --set attack=NAME; 'none' = honest)"),
     # data
     "data.samples_per_client": _f(64, int, "training samples per client", low=1),
     "data.test_samples": _f(200, int, "held-out samples evaluated on the server", low=1),
@@ -259,6 +260,10 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
                 f"model.device: QPU noise (noise={cfg['noise']!r}) is simulated on model.device='torch' "
                 "(Pauli trajectories); use --set noise=noiseless with other devices"
             )
+    from clients.byzantine import attack_names
+
+    if cfg["attack"] not in attack_names():
+        raise ConfigError(f"attack: expected one of {', '.join(attack_names())}; got {cfg['attack']!r}")
     if cfg["auth"] == "qkd":
         raise ConfigError("auth: 'qkd' needs the entanglement broker's key pairs, not wired into runs in "
                           "this build; use signed (default) or off")

@@ -159,6 +159,11 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
         strategy.bind_nodes(names)
     test_sets = task.test_data(cfg)
     verifier = _auth_setup(cfg, node_names)
+    from clients.byzantine import Adversary
+
+    adversary = Adversary(cfg, node_names)
+    if adversary.nodes:
+        log(INFO, "fedqnn: Byzantine nodes (%s): %s", cfg["attack"], ", ".join(adversary.nodes))
     writer = RunWriter(cfg["out"], task.metric, task.direction)
     writer.reset(0)
     cfg_text = json.dumps(cfg, sort_keys=True)
@@ -183,6 +188,12 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
                 add_auth_config(verifier, m.content, server_round, names[m.metadata.dst_node_id])
         replies = list(grid.send_and_receive(messages))
         replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
+        if adversary.active:  # simulation: colluding Byzantine nodes rewrite and re-sign their replies
+            adversary.rewrite(
+                server_round, arrays,
+                [(names.get(m.metadata.src_node_id, "?"), m) for m in replies],
+                {names[m.metadata.dst_node_id]: m for m in messages},
+            )
         failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in replies if m.has_error()]
         ok, rejected = _verify(verifier, cfg, arrays, server_round, names, [m for m in replies if not m.has_error()])
         row: dict[str, Any] = {

@@ -31,6 +31,7 @@ def test_nested_and_dotted_layers_agree():
         ({"model.device": "default.qubit"}, "model.device"),  # noise needs the torch simulator
         ({"qpu.shots_choices": [0]}, "qpu.shots_choices"),
         ({"noise": "loud"}, "noise"),
+        ({"attack": "nope"}, "attack"),
         ({"min_replies": 50, "clients": 3}, "min_replies"),
     ],
 )

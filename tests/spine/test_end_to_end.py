@@ -13,6 +13,7 @@ BASE = {
     "clients": 3, "rounds": 3, "min_replies": 2, "seed": 5,
     "model.device": "torch", "train.epochs": 3, "train.lr": 0.03,
     "data.samples_per_client": 32, "data.test_samples": 50, "progress": False,
+    "strategy": "fedavg", "attack": "none",
 }
 ROW_KEYS = {"round", "strategy", "num_participants", "train_loss", "wall_s", "eval", "rejected"}
 

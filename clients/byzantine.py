@@ -1,0 +1,162 @@
+"""Byzantine QPUs in simulation: who they are, and the server-side adversary hook.
+
+Adversary model (docs/attacks.md, CEAS Definition 4): Byzantine nodes hold valid keys, train on
+their own data, and in omniscient attacks see the honest updates of the round and collude. In
+simulation the omniscient/colluding part runs as a hook on the server *after* the honest replies
+arrive and *before* verification: it rewrites each Byzantine node's reply and re-signs it with
+that node's own key and the nonce the node was issued, exactly as a colluding insider could.
+
+* vector attacks (``sign-flip``, ``gaussian``, ``scaled``, ``alie``, ``ipm``, ``mimic``,
+  ``min-max``, ``min-sum``, ``fang-krum``, ``fang-median``, plug-ins): the update D_b = θ_b - θ_t
+  becomes ``attack(own, honest, rng, n, f)``;
+* ``stamp-inflation``: the update stays honest, the claimed calibration is inflated (errors / 10,
+  shots x 10);
+* ``label-flip`` (data level): done by the client itself (labels y -> 9 - y; operator targets
+  s -> -s), see :func:`poison_targets`;
+* ``replay``: the node re-sends its update of an earlier round, re-signed with a fresh nonce;
+* ``impersonation``: the node signs its update in the name of an honest node.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+from fedqnn.seeding import rng
+
+__all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "byzantine_nodes", "poison_targets", "Adversary", "attack_names"]
+
+PROTOCOL_ATTACKS = ("replay", "impersonation")
+DATA_ATTACKS = ("label-flip",)
+
+
+def attack_names() -> list[str]:
+    from clients.attacks import list_attacks
+
+    return ["none", *list_attacks(), *DATA_ATTACKS, *PROTOCOL_ATTACKS]
+
+
+def byzantine_nodes(cfg: dict[str, Any], node_names: list[str]) -> list[str]:
+    """ceil(byzantine_fraction x N) nodes drawn from the stream (seed, 'byzantine'); none if the
+    attack is 'none' or the fraction 0."""
+    frac = cfg.get("byzantine_fraction", 0.0)
+    if cfg.get("attack", "none") == "none" or frac <= 0:
+        return []
+    names = sorted(node_names, key=lambda s: int(s.rsplit("-", 1)[-1]) if s.rsplit("-", 1)[-1].isdigit() else 0)
+    k = min(len(names), int(math.ceil(frac * len(names) - 1e-9)))
+    pick = rng(cfg["seed"], "byzantine").choice(len(names), size=k, replace=False)
+    return sorted((names[i] for i in pick), key=names.index)
+
+
+def poison_targets(cfg: dict[str, Any], target: torch.Tensor, num_classes: int | None) -> torch.Tensor:
+    """Label flipping: classes y -> C - 1 - y; regression targets s -> -s."""
+    if num_classes:
+        return (num_classes - 1 - target).to(target.dtype)
+    return -target
+
+
+def _flat(sd: dict[str, torch.Tensor], keys: list[str]) -> np.ndarray:
+    return torch.cat([sd[k].flatten().to(torch.float64) for k in keys]).numpy()
+
+
+def _unflat(vec: np.ndarray, like: dict[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:
+    out, i = {}, 0
+    for k in keys:
+        n = like[k].numel()
+        out[k] = torch.tensor(vec[i : i + n], dtype=like[k].dtype).reshape(like[k].shape)
+        i += n
+    return out
+
+
+class Adversary:
+    """The colluding Byzantine nodes of one run (simulation only)."""
+
+    def __init__(self, cfg: dict[str, Any], node_names: list[str]) -> None:
+        self.cfg = cfg
+        self.attack = cfg["attack"]
+        self.nodes = byzantine_nodes(cfg, node_names)
+        self.spec = None
+        if self.attack not in ("none", *DATA_ATTACKS, *PROTOCOL_ATTACKS):
+            from clients.attacks import get_attack
+
+            self.spec = get_attack(self.attack)
+        self._history: dict[str, RecordDict] = {}  # replay: each node's earlier signed content
+
+    @property
+    def active(self) -> bool:
+        return bool(self.nodes) and self.attack not in ("none", *DATA_ATTACKS)
+
+    def rewrite(
+        self, server_round: int, global_arrays: ArrayRecord, replies: list[tuple[str, Message]],
+        instructions: dict[str, Message],
+    ) -> None:
+        """Rewrite the Byzantine nodes' replies in place (content replaced, re-signed)."""
+        byz = [(n, m) for n, m in replies if n in self.nodes and not m.has_error()]
+        if not byz or not self.active:
+            return
+        base = global_arrays.to_torch_state_dict()
+        keys = list(base)
+        theta = _flat(base, keys)
+        honest = [m for n, m in replies if n not in self.nodes and not m.has_error()]
+        h = np.stack([_flat(m.content["arrays"].to_torch_state_dict(), keys) - theta for m in honest]) if honest else None
+        gen = rng(self.cfg["seed"], "adversary", server_round)
+        n_total, f = len([m for _, m in replies if not m.has_error()]), len(byz)
+        for name, msg in byz:
+            content = msg.content
+            auth = instructions[name].content.config_records.get("fedqnn-auth")
+            signer = name
+            if self.attack == "replay":
+                old = self._history.get(name)
+                self._history[name] = _copy(content)
+                if old is None:
+                    continue  # nothing to replay yet: the first round goes out honestly
+                content = _copy(old)
+            elif self.attack == "impersonation":
+                victims = [n for n, _ in replies if n not in self.nodes]
+                if not victims:
+                    continue
+                signer = victims[int(gen.integers(len(victims)))]
+            else:
+                assert self.spec is not None
+                own = _flat(content["arrays"].to_torch_state_dict(), keys) - theta
+                if self.spec.omniscient and h is None:
+                    continue
+                bad = self.spec(own, h, gen, n=n_total, f=f)
+                metrics = dict(content["metrics"])
+                if self.spec.claims:  # errors / 10, shots x 10
+                    metrics["cal_p"] = float(metrics.get("cal_p", 0.0)) / 10.0
+                    metrics["cal_r"] = float(metrics.get("cal_r", 0.0)) / 10.0
+                    metrics["cal_shots"] = float(metrics.get("cal_shots", 0.0)) * 10.0
+                content = RecordDict({
+                    "arrays": ArrayRecord(_unflat(theta + bad, base, keys)),
+                    "metrics": MetricRecord(metrics),
+                })
+            if auth is not None:
+                _resign(self.cfg, content, auth, name, signer)
+            msg.content = content
+
+
+def _copy(content: RecordDict) -> RecordDict:
+    out = RecordDict()
+    for k, v in content.items():
+        if k == "fedqnn-sig":
+            continue
+        if isinstance(v, ArrayRecord):
+            out[k] = ArrayRecord({kk: vv.clone() for kk, vv in v.to_torch_state_dict().items()})
+        elif isinstance(v, MetricRecord):
+            out[k] = MetricRecord(dict(v))
+        elif isinstance(v, ConfigRecord):
+            out[k] = ConfigRecord(dict(v))
+    return out
+
+
+def _resign(cfg: dict[str, Any], content: RecordDict, auth: ConfigRecord, name: str, signer: str) -> None:
+    """Sign with the Byzantine node's own (valid) key; ``signer`` != name is impersonation."""
+    from fedqnn.security.flower_glue import sign_reply
+    from fedqnn.security.keys import simulation_node_key
+
+    sign_reply(content, auth, signer, simulation_node_key(cfg["seed"], name))
