@@ -106,6 +106,9 @@ FIELDS: dict[str, Field] = {
     "ceas.premix": _f("none", str, "pre-aggregation of the kept updates", choices=("none", "nnm", "clip")),
     "ceas.scale": _f("median", str, "absolute scale of the stamps' covariance", choices=("median", "model")),
     "ceas.probe_size": _f(8, int, "public probe inputs for the server's QFI", low=1, high=1024),
+    "ceas.shrink": _f("simulated", str, "shrink factor c_k: simulated from the calibration on the probe "
+                      "batch, or the product formula", choices=("simulated", "formula")),
+    "ceas.trajectories": _f(32, int, "Pauli trajectories per probe input for the simulated shrink", low=1),
     "ceas.debias": _f("auto", str, "divide updates by the shrink factor c_k (auto: with sgd only)",
                       choices=("auto", "on", "off")),
     "byzantine_fraction": _f(0.2, float, "fraction of Byzantine clients, 0 = none (robust rules take "

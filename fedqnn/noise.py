@@ -112,3 +112,32 @@ def pauli_trajectory_gates(batch: int, p: float, generator: torch.Generator | No
     if not bool((idx > 0).any()):
         return None
     return _PAULI[idx]
+
+
+def simulated_shrink(
+    angles: torch.Tensor, weights: torch.Tensor, cal: Calibration, trajectories: int = 32, seed: int = 0
+) -> float:
+    """The shrink factor c of ``cal`` measured by simulating its noise on a probe batch:
+
+        c = Σ ⟨e_noisy, e_clean⟩ / Σ ⟨e_clean, e_clean⟩
+
+    over the probe inputs, with e the 2n - 1 readout expectations, e_noisy averaged over
+    ``trajectories`` Pauli trajectories (the depolarising channel) and multiplied by the exact
+    readout shrink (1 - 2r)^m. The product formula (1 - 4p/3)^(L n) (1 - 2r)^m overstates the
+    shrink (Z errors before a Z readout do not flip it; errors in the light cone's shadow do
+    nothing): docs/ceas.md shows both against simulation.
+    """
+    from fedqnn.quantum.statevector import circuit_state, expectations, observable_weights
+
+    with torch.no_grad():
+        clean = expectations(circuit_state(angles, weights))
+        if cal.p <= 0 and cal.r <= 0:
+            return 1.0
+        b = angles.shape[0]
+        rep = angles.repeat(trajectories, 1, 1)
+        g = torch.Generator().manual_seed(int(seed))
+        noisy = expectations(circuit_state(rep, weights, depolarizing=cal.p, generator=g))
+        noisy = noisy.view(trajectories, b, -1).mean(0)
+        noisy = noisy * (1.0 - 2.0 * cal.r) ** observable_weights(clean.shape[1] // 2 + 1)
+        den = float((clean * clean).sum())
+        return float((noisy * clean).sum()) / den if den > 0 else 1.0

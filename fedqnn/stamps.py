@@ -38,10 +38,12 @@ from fedqnn.noise import Calibration, effective_shots, shrink_factor
 __all__ = ["node_variance_factor", "model_kappa", "median_kappa", "stamps_from_factors", "metric_matrix"]
 
 
-def node_variance_factor(cal: Calibration, cfg: dict[str, Any]) -> float:
-    """σ_k² = 1 / (S_k c_k²); observable weight m = 1.5 (the mean over ⟨Z⟩ and ⟨ZZ⟩ readouts)."""
+def node_variance_factor(cal: Calibration, cfg: dict[str, Any], shrink: float | None = None) -> float:
+    """σ_k² = 1 / (S_k c_k²). ``shrink`` is c_k (e.g. simulated from the calibration by
+    :func:`fedqnn.noise.simulated_shrink`); by default the product formula with observable
+    weight m = 1.5 (the mean over ⟨Z⟩ and ⟨ZZ⟩ readouts)."""
     m = cfg["model"]
-    c = shrink_factor(cal, m["layers"], m["qubits"], weight=1.5)
+    c = shrink if shrink is not None else shrink_factor(cal, m["layers"], m["qubits"], weight=1.5)
     s = effective_shots(cal, cfg["qpu"]["analytic_shots"])
     if c <= 0 or not math.isfinite(c):
         return math.inf

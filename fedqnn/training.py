@@ -30,18 +30,20 @@ def set_threads(n: int) -> None:
 
 def train_local(
     model: nn.Module, task: Task, data: LocalData, cfg: dict[str, Any], server_round: int,
-    partition_id: int, stream: str = "train",
+    partition_id: int, stream: str = "train", noise_stream: str = "qpu-noise",
 ) -> TrainResult:
     """``train.epochs`` epochs of ``train.optimizer`` (Adam or SGD) on shuffled mini-batches.
 
-    The learning rate of round r is lr x lr_decay^(r - 1). Shuffling and shot sampling draw from
-    the stream (seed, ``stream``, round, partition-id), so a run repeats exactly.
+    The learning rate of round r is lr x lr_decay^(r - 1). Shuffling draws from the stream
+    (seed, ``stream``, round, partition-id) and the QPU's noise (Pauli trajectories, shots) from
+    (seed, ``noise_stream``, round, partition-id), so a run repeats exactly and the noise can be
+    resampled with the data order fixed.
     """
     t = cfg["train"]
     gen = torch_generator(cfg["seed"], stream, server_round, partition_id)
     quantum = getattr(model, "quantum", None)
     if quantum is not None and hasattr(quantum, "shot_generator"):
-        quantum.shot_generator = gen
+        quantum.shot_generator = torch_generator(cfg["seed"], noise_stream, server_round, partition_id)
     lr = t["lr"] * t["lr_decay"] ** (server_round - 1)
     if t["optimizer"] == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)

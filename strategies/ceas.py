@@ -28,8 +28,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from fedqnn.noise import Calibration, calibration_for, shrink_factor
+from fedqnn.noise import Calibration, calibration_for, shrink_factor, simulated_shrink
 from fedqnn.qfi import quantum_fisher
+from fedqnn.seeding import derive_seed
 from fedqnn.stamps import (
     median_kappa,
     metric_matrix,
@@ -124,19 +125,20 @@ class CEAS(FedAvg):
         keys = list(base)
         theta = torch.cat([base[k].flatten().to(torch.float64) for k in keys]).numpy()
         names, deltas, factors, shrinks = [], [], [], []
-        m = cfg["model"]
+        shrink_of = self._shrink_fn(base, server_round)
         for msg in replies:
             name = self._name(msg)
             sd = msg.content["arrays"].to_torch_state_dict()
             vec = torch.cat([sd[k].flatten().to(torch.float64) for k in keys]).numpy()
             server_cal = calibration_for(cfg, name)
             claim = _claimed_calibration(msg.content["metrics"])
-            f_server = node_variance_factor(server_cal, cfg)
-            f_claim = node_variance_factor(claim, cfg) if claim is not None else f_server
+            c_server = shrink_of(server_cal)
+            f_server = node_variance_factor(server_cal, cfg, c_server)
+            f_claim = node_variance_factor(claim, cfg, shrink_of(claim)) if claim is not None else f_server
             names.append(name)
             deltas.append(vec - theta)
             factors.append(max(f_server, f_claim))  # a claim can only lower the stamp
-            shrinks.append(shrink_factor(server_cal, m["layers"], m["qubits"], weight=1.5))
+            shrinks.append(c_server)
         x = np.stack(deltas)
         factors_arr = np.asarray(factors)
         if self._debias():
@@ -172,6 +174,29 @@ class CEAS(FedAvg):
         }
         n_ex = sum(int(msg.content["metrics"].get("num-examples", 0)) for msg in replies)
         return ArrayRecord(out), MetricRecord({"num-examples": n_ex})
+
+    def _shrink_fn(self, base: dict[str, torch.Tensor], server_round: int):
+        """c_k from a calibration: simulated on the probe batch at θ_t (``ceas.shrink=simulated``,
+        cached per calibration) or the product formula."""
+        cfg = self.fedqnn_cfg
+        m = cfg["model"]
+        quantum = getattr(self.model, "quantum", None)
+        if cfg["ceas"]["shrink"] == "formula" or quantum is None or "quantum.weights" not in base:
+            return lambda cal: shrink_factor(cal, m["layers"], m["qubits"], weight=1.5)
+        self.model.load_state_dict(base)
+        with torch.no_grad():
+            angles = self.model.angles(self.probe)
+        weights = base["quantum.weights"]
+        cache: dict[tuple[float, float], float] = {}
+
+        def shrink(cal: Calibration) -> float:
+            key = (cal.p, cal.r)
+            if key not in cache:
+                cache[key] = simulated_shrink(angles, weights, cal, cfg["ceas"]["trajectories"],
+                                              seed=derive_seed(cfg["seed"], "shrink", server_round))
+            return cache[key]
+
+        return shrink
 
     def _debias(self) -> bool:
         mode = self.fedqnn_cfg["ceas"]["debias"]
