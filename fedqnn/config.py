@@ -229,9 +229,40 @@ def _closest(key: str) -> str:
     return f" (did you mean {', '.join(hits)}?)" if hits else ""
 
 
+BROKER_POLICIES_EXTRA = ("off",)
+
+
+def _validate_broker(section: dict[str, Any], cfg_flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``broker`` table, validated by the broker's own schema (``fedqnn.network.config``).
+
+    ``broker.policy=off`` runs without entanglement. ``broker.participation`` (the planning
+    prior of the load calibration) defaults to ``fraction_train``.
+    """
+    from fedqnn.network.config import validate_broker_config
+
+    section = dict(section)
+    off = section.get("policy") == "off"
+    if off:
+        section["policy"] = "aware"
+    section.setdefault("participation", float(cfg_flat.get("fraction_train", FIELDS["fraction_train"].default)))
+    out = validate_broker_config(section)
+    if off:
+        out["policy"] = "off"
+    else:
+        from fedqnn.network.policies import get_policy
+
+        try:
+            get_policy(out["policy"])
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"broker.policy: {exc}") from exc
+    return out
+
+
 def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Check every field; returns a nested, coerced copy or raises :class:`ConfigError`."""
     flat = flatten(cfg)
+    broker = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("broker.")}
+    flat = {k: v for k, v in flat.items() if not k.startswith("broker.")}
     out: dict[str, Any] = {}
     for key, value in flat.items():
         if key not in FIELDS:
@@ -240,6 +271,7 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for key, field in FIELDS.items():
         out.setdefault(key, copy.deepcopy(field.default))
     nested = unflatten(out)
+    nested["broker"] = _validate_broker(broker, out)
     _cross_checks(nested)
     return nested
 

@@ -159,6 +159,11 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
         strategy.bind_nodes(names)
     test_sets = task.test_data(cfg)
     verifier = _auth_setup(cfg, node_names)
+    broker = None
+    if cfg["broker"]["policy"] != "off":
+        from fedqnn.network.broker import Broker
+
+        broker = Broker.from_config(cfg["broker"], node_names, cfg["seed"])
     from clients.byzantine import Adversary
 
     adversary = Adversary(cfg, node_names)
@@ -172,13 +177,23 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
     for server_round in range(1, cfg["rounds"] + 1):
         t0 = time.perf_counter()
         random.seed(derive_seed(cfg["seed"], "python-random", server_round))
-        selected = _select(cfg, node_names, server_round)
+        eligible = broker.eligible(server_round) if broker is not None else node_names
+        selected = _select(cfg, eligible, server_round) if eligible else []
+        unserved: list[str] = []
+        if broker is not None:
+            if broker.cfg["policy"] == "oracle" and server_round < cfg["rounds"]:
+                nxt = _select(cfg, node_names, server_round + 1)  # the oracle is told future demand
+                broker.announce(server_round + 1, {n: broker.cfg["pairs_per_node"] for n in nxt})
+            svc = broker.serve_round(server_round, selected, broker.cfg["pairs_per_node"])
+            served = set(svc.served_nodes)
+            unserved = [n for n in selected if n not in served]
+            selected = [n for n in selected if n in served]
         messages = list(
             strategy.configure_train(
                 server_round, arrays, ConfigRecord({"server-round": server_round}),
                 SelectedGrid(grid, [by_name[n] for n in selected]),  # type: ignore[arg-type]
             )
-        )
+        ) if selected else []
         run_record = ConfigRecord({"config": cfg_text, "server-round": server_round})
         messages = [_personalise(m, {CONFIG_RECORD: run_record}) for m in messages]
         if verifier is not None:
@@ -186,7 +201,7 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
 
             for m in messages:
                 add_auth_config(verifier, m.content, server_round, names[m.metadata.dst_node_id])
-        replies = list(grid.send_and_receive(messages))
+        replies = list(grid.send_and_receive(messages)) if messages else []
         replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
         if adversary.active:  # simulation: colluding Byzantine nodes rewrite and re-sign their replies
             adversary.rewrite(
@@ -200,8 +215,10 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
             "round": server_round, "strategy": cfg["strategy"], "num_participants": len(ok) + len(rejected),
             "train_loss": None, "eval": None, "rejected": rejected, "wall_s": None,
         }
-        if failed:
-            row["events"] = [{"node": n, "event": "no-reply"} for n in failed]
+        events = [{"node": n, "event": "no-reply"} for n in failed]
+        events += [{"node": n, "event": "bell-unserved"} for n in unserved]
+        if events:
+            row["events"] = events
         skipped = None
         if len(ok) < cfg["min_replies"]:
             skipped = f"{len(ok)} valid replies < min_replies={cfg['min_replies']}"
@@ -226,6 +243,10 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
             model.load_state_dict(arrays.to_torch_state_dict())
             row["eval"] = task.evaluate(model, test_sets)
             history.append(row["eval"][task.metric])
+        if broker is not None:
+            if row["rejected"]:
+                broker.charge_rejected(server_round, sorted({r["node"] for r in row["rejected"]}, key=_name_key))
+            row["bell"] = broker.round_record(server_round)
         row["wall_s"] = round(time.perf_counter() - t0, 4)
         writer.append(row)
         if cfg["progress"]:
@@ -237,7 +258,11 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
                 f"participants={len(ok)}  {row['wall_s']:.1f}s{note}",
                 flush=True,
             )
-    summary = writer.summarize(cfg)
+    extra: dict[str, Any] = {}
+    if broker is not None:
+        extra["regime"] = broker.regime()
+        extra["bell_totals"] = broker.totals()
+    summary = writer.summarize(cfg, extra)
     return summary
 
 
