@@ -11,8 +11,12 @@ __version__ = "0.1.0"
 __all__ = ["run", "__version__"]
 
 
-def run(config: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Run a federated simulation; see :func:`fedqnn.simulation.run_simulation_from_config`."""
+def run(*configs: dict[str, Any] | None) -> dict[str, Any]:
+    """Run a federated simulation as ``fedqnn run`` does and return its summary.
+
+    ``configs`` are override layers, lowest first (flat dotted keys or nested tables) over the
+    built-in defaults; see :func:`fedqnn.simulation.run_simulation_from_config`.
+    """
     from fedqnn.simulation import run_simulation_from_config
 
-    return run_simulation_from_config(config or {}, **kwargs)
+    return run_simulation_from_config(*(configs or ({},)))

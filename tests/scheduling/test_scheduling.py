@@ -18,7 +18,7 @@ from fedqnn.scheduling.qaoa import pennylane_probs, run_qaoa, statevector
 from fedqnn.scheduling.qubo import all_bitstrings, build_qubo, qubo_to_ising
 from fedqnn.scheduling.stats import bootstrap_ci, holm, paired_compare, rank_biserial
 
-GAP_DIR = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "gap"
+GAP_DIR = Path(__file__).resolve().parents[1] / "data" / "gap"  # OR-Library gap1-12, copied from ../shared/benchmarks/gap
 
 
 def small_problem(seed: int, m: int = 2, n: int = 4, edges: bool = False) -> Problem:
@@ -140,7 +140,8 @@ def test_every_assignment_feasible_or_flagged(method: str) -> None:
 @pytest.mark.parametrize("method", ["greedy", "sa", "random", "qi-random", "qaoa", "hybrid"])
 def test_deterministic_under_seed(method: str) -> None:
     p = read_gap_file(GAP_DIR / "gap1.txt")[2]
-    kw = dict(time_limit=60.0, tabu_iters=40, moves=3000, sweeps=1, shots=32, qaoa_share=1.0)
+    kw = dict(time_limit=60.0, tabu_iters=40, moves=3000, sweeps=1, shots=32, qaoa_share=1.0,
+              qubits=8)
     a = solve(p, method, seed=5, **kw)
     b = solve(p, method, seed=5, **kw)
     np.testing.assert_array_equal(a.assignment, b.assignment)
@@ -205,3 +206,27 @@ def test_registry_lists_methods_and_rejects_unknown() -> None:
     assert {"auto", "hybrid", "qaoa", "exact"} <= set(available_methods())
     with pytest.raises(ValueError, match="method"):
         solve(small_problem(0), "nope")
+
+
+@pytest.mark.parametrize("seeding", ["uniform", "greedy", "sa"])
+def test_ablation_equal_samples_and_trace(seeding: str) -> None:
+    p = read_gap_file(GAP_DIR / "gap1.txt")[0]
+    s = solve(p, "hybrid", time_limit=60.0, seed=1, seeding=seeding, samples=6,
+              tabu_time=60.0, tabu_iters=30)
+    assert s.info["samples"] == 6 and s.feasible
+    tr = s.info["trace"]
+    assert tr and all(t1 <= t2 for (t1, _), (t2, _) in zip(tr, tr[1:]))
+    # GAP files are maximisation: the best-so-far profit never decreases and ends at the answer
+    assert all(f1 <= f2 for (_, f1), (_, f2) in zip(tr, tr[1:]))
+    assert tr[-1][1] == pytest.approx(s.objective)
+
+
+def test_time_to_target_from_trace() -> None:
+    from types import SimpleNamespace
+
+    from fedqnn.bench.schedule import _time_to_target
+
+    sol = SimpleNamespace(info={"trace": [(0.1, 90.0), (0.4, 99.6), (0.9, 100.0)]})
+    tt = _time_to_target(sol, 100.0)
+    assert tt == {"t_gap1": 0.4, "t_gap0.5": 0.4, "t_gap0": 0.9}
+    assert np.isnan(_time_to_target(SimpleNamespace(info={}), 100.0)["t_gap0"])
