@@ -34,6 +34,7 @@ from typing import Any
 __all__ = [
     "APP_PACKAGES",
     "COMPLETED",
+    "DERIVED",
     "connection_toml",
     "declared_config",
     "flwr_env",
@@ -51,6 +52,7 @@ __all__ = [
 APP_PACKAGES = ("fedqnn", "clients", "strategies")
 COMPLETED = "finished:completed"
 _SCALARS = (bool, int, float, str)
+DERIVED = frozenset({"broker.participation"})  # defaults to fraction_train
 
 
 def repo_root() -> Path:
@@ -94,15 +96,18 @@ def node_config_arg(partition_id: int, num_partitions: int, auth_key: str | os.P
 def declared_config(app_config: Mapping[str, Any]) -> dict[str, Any]:
     """Flat ``[tool.flwr.app.config]`` with every scalar fedqnn key declared (existing values kept).
 
-    List and table keys (``qpu.shots_choices``, ``qpu.nodes``) cannot be Flower run-config values;
-    they keep their defaults in a deployment.
+    The keys and defaults are those of the validated default config (``FIELDS`` and the
+    ``broker.*`` schema). Not declared, so not settable through ``--run-config``: list and table
+    keys (``qpu.shots_choices``, ``qpu.nodes``) and keys whose default is None (Flower run-config
+    values are bool, int, float or str), and :data:`DERIVED` keys, whose default follows other
+    keys (declaring one would pin it).
     """
-    from fedqnn.config import FIELDS, flatten
+    from fedqnn.config import flatten, validate
 
     flat = flatten(dict(app_config))
-    for key, field in FIELDS.items():
-        if key not in flat and isinstance(field.default, _SCALARS):
-            flat[key] = field.default
+    for key, value in flatten(validate({})).items():
+        if key not in flat and key not in DERIVED and isinstance(value, _SCALARS):
+            flat[key] = value
     return flat
 
 

@@ -34,7 +34,7 @@ import pytest
 
 from fedqnn import deploy
 from fedqnn.cli import main as fedqnn_main
-from fedqnn.config import FIELDS
+from fedqnn.config import flatten, validate
 
 pytestmark = pytest.mark.slow
 
@@ -219,10 +219,12 @@ def _run_overrides(out: Path, registry: Path) -> dict[str, Any]:
         "data.samples_per_client": 16, "data.test_samples": 20, "train.epochs": 1,
         "out": str(out), "security.registry": str(registry),
     }
-    if "byzantine_fraction" in FIELDS:  # the simulated adversary is not part of this test
-        values["byzantine_fraction"] = 0.0
-    if "attack" in FIELDS:
-        values["attack"] = "none"
+    defaults = flatten(validate({}))
+    # neither the simulated adversary nor the simulated quantum network is under test here
+    # (an unserved node would drop out of a round and the round could fall below min_replies)
+    for key, off in (("byzantine_fraction", 0.0), ("attack", "none"), ("broker.policy", "off")):
+        if key in defaults:
+            values[key] = off
     return values
 
 
@@ -343,7 +345,9 @@ def test_staged_app_declares_every_scalar_config_key(tmp_path: Path) -> None:
     from flwr.common.config import flatten_dict, fuse_dicts, parse_config_args
 
     app = deploy.stage_app(tmp_path / "app")
-    scalar = [k for k, f in FIELDS.items() if isinstance(f.default, bool | int | float | str)]
+    scalar = [k for k, v in flatten(validate({})).items()
+              if isinstance(v, bool | int | float | str) and k not in deploy.DERIVED]
+    assert "security.registry" in scalar and "data.test_samples" in scalar
     assert deploy.missing_declarations(app / "pyproject.toml", scalar) == []
     overrides = _run_overrides(tmp_path / "out", tmp_path / "registry.json")
     import tomllib
@@ -354,3 +358,13 @@ def test_staged_app_declares_every_scalar_config_key(tmp_path: Path) -> None:
     fused = fuse_dicts(declared, parsed, check_keys=True)  # what the SuperLink does on `flwr run`
     assert fused["security.registry"] == str(tmp_path / "registry.json")
     assert "federations" not in tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]
+
+
+def test_declaring_every_key_changes_no_default() -> None:
+    """Flower passes every declared key to the ServerApp: the declared defaults must be inert,
+    also for defaults that follow other keys (broker.participation follows fraction_train)."""
+    from fedqnn.config import build_config
+
+    declared = deploy.declared_config({})
+    assert build_config(declared) == validate({})
+    assert build_config(declared, {"fraction_train": 0.5}) == validate({"fraction_train": 0.5})
