@@ -47,7 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", default=None, help="write per-run rows to this CSV")
 
 
-def _run(problem, method: str, tl: float, seed: int):
+def _run(problem, method: str, tl: float, seed: int, ref=None):
+    """One run.  ``hybrid-<seeding>`` (the ablation) draws as many samples as the QAOA-seeded
+    ``hybrid`` run ``ref`` on the same instance did and refines them with the same tabu wall
+    time ``ref`` had (equal sample count, equal refinement); without ``ref`` it gets the
+    defaults of :func:`fedqnn.scheduling.methods.solve_hybrid`."""
     from fedqnn.scheduling import solve
 
     if method == "exact-cpsat":
@@ -55,13 +59,55 @@ def _run(problem, method: str, tl: float, seed: int):
         s.method = "exact-cpsat"
         return s
     if method.startswith("hybrid-"):
-        s = solve(problem, "hybrid", time_limit=tl, seed=seed, seeding=method.split("-", 1)[1])
+        kw = {}
+        if ref is not None:
+            kw = {"samples": ref.info["samples"], "tabu_time": ref.info["tabu_seconds"]}
+        s = solve(problem, "hybrid", time_limit=tl, seed=seed, seeding=method.split("-", 1)[1], **kw)
         s.method = method
         return s
     return solve(problem, method, time_limit=tl, seed=seed)
 
 
-def _gap_section(args: argparse.Namespace, rows: list[dict]) -> None:
+TARGETS = (1.0, 0.5, 0.0)
+
+
+def _time_to_target(sol, optimum: float) -> dict[str, float]:
+    """Seconds until the hybrid's best feasible objective came within each target gap % of
+    the optimum (from the refinement's improvement trace; nan = never)."""
+    out = {}
+    trace = sol.info.get("trace") if sol.info else None
+    for t in TARGETS:
+        key = f"t_gap{t:g}"
+        out[key] = float("nan")
+        for sec, f in trace or []:
+            if 100.0 * abs(optimum - f) / max(abs(optimum), 1e-12) <= t + 1e-9:
+                out[key] = float(sec)
+                break
+    return out
+
+
+class _CsvSink:
+    """Append rows to a CSV as they come (a stopped run keeps what it measured)."""
+
+    KEYS = ["section", "instance", "method", "objective", "optimum", "bound", "gap_pct",
+            "feasible", "seconds", "samples", "seed_seconds", "tabu_seconds",
+            *(f"t_gap{t:g}" for t in TARGETS),
+            "p", "qubits", "feasible_rate", "approx_ratio", "p_opt"]
+
+    def __init__(self, path: str | None) -> None:
+        self.fh = open(path, "w", newline="") if path else None
+        if self.fh:
+            self.w = csv.DictWriter(self.fh, fieldnames=self.KEYS, extrasaction="ignore")
+            self.w.writeheader()
+            self.fh.flush()
+
+    def append(self, row: dict) -> None:
+        if self.fh:
+            self.w.writerow(row)
+            self.fh.flush()
+
+
+def _gap_section(args: argparse.Namespace, rows: _CsvSink) -> None:
     from fedqnn.scheduling import read_gap_file
     from fedqnn.scheduling.stats import paired_compare, with_holm
     from fedqnn.seeding import rng
@@ -76,17 +122,26 @@ def _gap_section(args: argparse.Namespace, rows: list[dict]) -> None:
         probs = read_gap_file(Path(args.gap_dir) / f"{f}.txt")
         for k in inst:
             p = probs[k]
-            for m in methods:
-                s = _run(p, m, args.time_limit, args.seed)
+            ref = None
+            for m in sorted(methods, key=lambda mm: mm.startswith("hybrid-")):
+                s = _run(p, m, args.time_limit, args.seed, ref)
+                if m == "hybrid":
+                    ref = s
                 g = s.gap_pct(p.optimum)
                 gap = g if g is not None else float("nan")
                 res[m]["gap"].append(gap)
                 res[m]["sec"].append(s.seconds)
                 res[m]["feas"].append(s.feasible)
                 res[m]["file"].append(f)
-                rows.append({"section": "gap", "instance": p.name, "method": m,
-                             "objective": s.objective, "optimum": p.optimum, "gap_pct": gap,
-                             "feasible": s.feasible, "seconds": round(s.seconds, 3)})
+                row = {"section": "gap", "instance": p.name, "method": m,
+                       "objective": s.objective, "optimum": p.optimum, "gap_pct": gap,
+                       "feasible": s.feasible, "seconds": round(s.seconds, 3)}
+                if m.startswith("hybrid"):
+                    row.update({k: s.info.get(k) for k in ("samples", "seed_seconds", "tabu_seconds")})
+                    tt = _time_to_target(s, p.optimum)
+                    row.update(tt)
+                    res[m].setdefault("ttt", []).append(tt)
+                rows.append(row)
             line = "  ".join(f"{m}={res[m]['gap'][-1]:.2f}%" for m in methods)
             print(f"  {p.name:9s} {line}", flush=True)
     print()
@@ -107,6 +162,16 @@ def _gap_section(args: argparse.Namespace, rows: list[dict]) -> None:
         g = np.array(res[m]["gap"])
         print(f"  {m:15s} optima found {int(np.sum(g < 1e-9))}/{len(g)}, "
               f"infeasible {int(np.sum(~np.array(res[m]['feas'])))}, max time {max(res[m]['sec']):.2f}s")
+    for m in methods:
+        if "ttt" not in res[m]:
+            continue
+        parts = []
+        for t in TARGETS:
+            v = np.array([d[f"t_gap{t:g}"] for d in res[m]["ttt"]])
+            ok = ~np.isnan(v)
+            med = f"{np.median(v[ok]):.2f}s" if ok.any() else "-"
+            parts.append(f"gap<={t:g}%: {int(ok.sum())}/{len(v)} reached, median {med}")
+        print(f"  {m:15s} time to target (refinement trace): " + "; ".join(parts))
     if "hybrid" in methods and len(methods) > 1:
         print("\nhybrid vs others (d = gap_hybrid - gap_other per instance; infeasible = 100%):")
         g0 = np.nan_to_num(np.array(res["hybrid"]["gap"]), nan=100.0)
@@ -122,7 +187,7 @@ def _gap_section(args: argparse.Namespace, rows: list[dict]) -> None:
                   f"{c.rank_biserial:6.2f} {c.p:8.2g} {c.p_holm:8.2g}  {v}")
 
 
-def _large_section(args: argparse.Namespace, rows: list[dict]) -> None:
+def _large_section(args: argparse.Namespace, rows: _CsvSink) -> None:
     from fedqnn.scheduling import solve
     from fedqnn.scheduling.generators import gap_instance
 
@@ -160,7 +225,7 @@ def _large_section(args: argparse.Namespace, rows: list[dict]) -> None:
     print(f"  auto better {wins}, equal {ties}, worse {losses} vs the better exact solver")
 
 
-def _qaoa_section(args: argparse.Namespace, rows: list[dict]) -> None:
+def _qaoa_section(args: argparse.Namespace, rows: _CsvSink) -> None:
     from fedqnn.scheduling.generators import gap_instance
     from fedqnn.scheduling.qaoa import pennylane_probs, run_qaoa, statevector
     from fedqnn.scheduling.qubo import all_bitstrings, build_qubo
@@ -235,7 +300,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
-    rows: list[dict] = []
+    rows = _CsvSink(args.csv)
     if args.section in ("gap", "all"):
         _gap_section(args, rows)
     if args.section in ("large", "all"):
@@ -243,10 +308,6 @@ def main(args: argparse.Namespace) -> int:
     if args.section in ("qaoa", "all"):
         _qaoa_section(args, rows)
     if args.csv:
-        keys = sorted({k for r in rows for k in r})
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        rows.fh.close()
         print(f"wrote {args.csv}")
     return 0

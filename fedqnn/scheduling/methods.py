@@ -156,9 +156,17 @@ def solve_qaoa(problem: Problem, time_limit: float = 10.0, seed: int = 0, qubits
 def solve_hybrid(problem: Problem, time_limit: float = 10.0, seed: int = 0, qubits: int = 16,
                  p: int = 2, shots: int = 128, mixer: str = "xy", sweeps: int = 1,
                  qaoa_share: float = 0.3, tabu_iters: int | None = None,
-                 seeding: str = "qaoa", **_: Any) -> Solution:
+                 seeding: str = "qaoa", samples: int | None = None,
+                 tabu_time: float | None = None, **_: Any) -> Solution:
     """QAOA-seeded tabu search.  ``seeding`` in {qaoa, uniform, greedy, sa} replaces the
-    QAOA pool by the same number of other samples (the ablation of issue 8, item 5)."""
+    QAOA pool by ``samples`` other samples (the ablation of issue 8, item 5): uniform one-hot
+    assignments, noisy regret-greedy constructions, or the end states of independent SA
+    chains (n*m shift moves each, from uniform starts).  ``samples`` defaults to the number
+    of QAOA shots one sweep would draw (shots x blocks).  ``tabu_time`` fixes the refinement's
+    wall time (else: what is left of ``time_limit``), so that an ablation can give every
+    seeding the same refinement; ``info`` records ``samples``, ``seed_seconds``,
+    ``tabu_seconds`` and the refinement's improvement ``trace`` [(seconds since start,
+    best feasible objective in the problem's units)]."""
     t0 = time.perf_counter()
     g = seeded_rng(seed, "hybrid")
     x0 = greedy(problem, g)
@@ -169,20 +177,29 @@ def solve_hybrid(problem: Problem, time_limit: float = 10.0, seed: int = 0, qubi
         info.update(st)
         cand = [x] + pool
     else:
-        k = max(1, int(info.get("samples", shots)))
+        if samples is None:
+            kb, _r = block_shape(problem, qubits)
+            samples = shots * sweeps * (-(-problem.n // kb))
+        k = max(1, int(samples))
+        info["samples"] = k
         if seeding == "uniform":
             cand = list(sample_uniform(problem, k, g))
         elif seeding == "greedy":
-            cand = [greedy(problem, g, noise=0.2) for _ in range(min(k, 32))]
+            cand = [greedy(problem, g, noise=0.2) for _ in range(k)]
         elif seeding == "sa":
-            cand = [simulated_annealing(problem, moves=20 * problem.n * problem.m, rng=g)]
+            starts = sample_uniform(problem, k, g)
+            cand = [simulated_annealing(problem, x0=s0, moves=problem.n * problem.m, rng=g)
+                    for s0 in starts]
         else:
             raise ValueError(f"seeding: must be qaoa, uniform, greedy or sa, got {seeding!r}")
     best, _ = best_of_samples(problem, np.array(cand), g)
-    rest = max(time_limit - (time.perf_counter() - t0), 0.05)
+    t_seed = time.perf_counter() - t0
+    rest = tabu_time if tabu_time is not None else max(time_limit - t_seed, 0.05)
     tr = tabu_search(problem, best, time_limit=rest, max_iters=tabu_iters, rng=g)
     x = tr.x if tr.feasible or not problem.evaluate(best).feasible else best
-    info.update(tabu_iterations=tr.iterations)
+    info.update(tabu_iterations=tr.iterations, seed_seconds=round(t_seed, 4),
+                tabu_seconds=round(tr.seconds, 4),
+                trace=[(round(t_seed + t, 4), problem.report(f)) for t, f in tr.trace])
     return finish(problem, x, t0, "hybrid", **info)
 
 
