@@ -299,6 +299,10 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
 
     if cfg["attack"] not in attack_names():
         raise ConfigError(f"attack: expected one of {', '.join(attack_names())}; got {cfg['attack']!r}")
+    if cfg["security"]["registry"] and cfg["byzantine_fraction"] > 0 and cfg["attack"] != "none":
+        raise ConfigError(
+            "byzantine_fraction: the simulated Byzantine clients re-sign with simulation keys; with "
+            "security.registry (a deployment) set byzantine_fraction=0 or attack=none")
     if cfg["auth"] == "qkd":
         raise ConfigError("auth: 'qkd' needs the entanglement broker's key pairs, not wired into runs in "
                           "this build; use signed (default) or off")

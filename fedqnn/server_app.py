@@ -102,8 +102,9 @@ def _weighted_train_loss(replies: Iterable[Message]) -> float | None:
     return num / den if den else None
 
 
-def _auth_setup(cfg: dict[str, Any], node_names: list[str]):
-    """(verifier or None, validation spec maker) for ``cfg['auth']``."""
+def _auth_setup(cfg: dict[str, Any], node_names: list[str], flower_run_id: int | None = None):
+    """The update verifier for ``cfg['auth']`` (None when off). Its run id includes Flower's run
+    id in deployments, so nonces never repeat across runs with the same seed."""
     from fedqnn.security.keys import KeyRegistry
     from fedqnn.security.verifier import Verifier
 
@@ -116,7 +117,8 @@ def _auth_setup(cfg: dict[str, Any], node_names: list[str]):
             raise ConfigError(f"security.registry: cannot load {cfg['security']['registry']!r} ({exc})") from exc
     else:
         registry = KeyRegistry.for_simulation(cfg["seed"], node_names)
-    return Verifier(registry, run_id=f"fedqnn-{cfg['seed']}", seed=cfg["seed"])
+    run_id = f"fedqnn-{cfg['seed']}" if flower_run_id is None else f"fedqnn-{cfg['seed']}-{flower_run_id}"
+    return Verifier(registry, run_id=run_id, seed=cfg["seed"])
 
 
 def _spec(cfg: dict[str, Any], arrays: ArrayRecord):
@@ -139,7 +141,7 @@ def _personalise(msg: Message, extra: dict[str, ConfigRecord]) -> Message:
     return Message(content, dst_node_id=msg.metadata.dst_node_id, message_type=msg.metadata.message_type)
 
 
-def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
+def run_server(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None = None) -> dict[str, Any]:
     """Run ``cfg['rounds']`` rounds on ``grid`` and write the outputs to ``cfg['out']``."""
     import torch
 
@@ -158,7 +160,7 @@ def run_server(grid: Grid, cfg: dict[str, Any]) -> dict[str, Any]:
     if hasattr(strategy, "bind_nodes"):
         strategy.bind_nodes(names)
     test_sets = task.test_data(cfg)
-    verifier = _auth_setup(cfg, node_names)
+    verifier = _auth_setup(cfg, node_names, flower_run_id)
     broker = None
     if cfg["broker"]["policy"] != "off":
         from fedqnn.network.broker import Broker
@@ -308,4 +310,4 @@ def main(grid: Grid, context: Context) -> None:
     except ConfigError as exc:
         log(INFO, "fedqnn: bad config: %s", exc)
         raise
-    run_server(grid, cfg)
+    run_server(grid, cfg, flower_run_id=context.run_id)

@@ -181,10 +181,10 @@ def summarize(out: Path, strategies: list[str], over: dict[str, Any]) -> None:
         seeds = sorted({int(r["seed"]) for r in sub if r["strategy"] == a} & {int(r["seed"]) for r in sub if r["strategy"] == b})
         last = max(int(r["round"]) for r in sub)
 
-        def final(s: str, seed: int) -> float:
+        def final(s: str, seed: int, sub=sub, last=last) -> float:
             return next(float(r["value"]) for r in sub if r["strategy"] == s and int(r["seed"]) == seed and int(r["round"]) == last)
 
-        def err(s: str, seed: int) -> float:
+        def err(s: str, seed: int, sub=sub) -> float:
             return float(np.mean([float(r["agg_err"]) for r in sub if r["strategy"] == s and int(r["seed"]) == seed]))
 
         fa = np.array([final(a, s) for s in seeds])

@@ -1,0 +1,227 @@
+"""``fedqnn attack-matrix``: an attack x defence grid of federated runs, resumable.
+
+    fedqnn attack-matrix [FILE.toml] [--strategies a,b] [--attacks x,y] [--fractions 0.2,0.3]
+                         [--policies aware,oblivious,random] [--seeds 1,2] [--clients N]
+                         [--rounds R] [--task NAME] --out DIR
+
+Every cell is one ``fedqnn.run`` with the same physics (noise, broker, auth) and only the named
+factors changed. Rules that take f get f = ceil(fraction x participants); a cell whose
+precondition fails for the planned participants (Krum/MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3,
+trimmed mean f/n < 1/2) is written as ``n/a`` and not run. Finished cells (rows already in
+``DIR/results.csv``) are skipped on a rerun. Outputs: ``results.csv``, ``heatmap.png`` (final
+metric, mean over seeds), ``curves.png`` (metric per round) and each cell's run directory under
+``DIR/cells/``.
+
+The file's ``[matrix]`` table may hold the same lists (strategies, attacks, fractions, policies,
+seeds) and clients / rounds / task; its ``[fedqnn]`` table is a base config for every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from fedqnn.config import ConfigError, build_config, flatten
+
+__all__ = ["add_arguments", "main", "precondition", "COLUMNS"]
+
+COLUMNS = ["strategy", "policy", "attack", "byzantine_fraction", "seed", "metric", "final_metric",
+           "best_metric", "rejected", "utilization"]
+
+DEFAULT_STRATEGIES = "ceas,fedavg,krum,multikrum,median,trimmed-mean,bulyan"
+DEFAULT_ATTACKS = "alie,ipm,min-max,sign-flip,gaussian,mimic"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", help="TOML file with [matrix] and [fedqnn] tables")
+    p.add_argument("--strategies")
+    p.add_argument("--attacks")
+    p.add_argument("--fractions")
+    p.add_argument("--policies")
+    p.add_argument("--seeds")
+    p.add_argument("--clients", type=int)
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--task")
+    p.add_argument("--out", required=True)
+
+
+def precondition(strategy: str, n: int, f: int) -> str | None:
+    """The failed precondition of a robust rule for n participants and f Byzantine, or None."""
+    if strategy in ("krum", "multikrum") and n < 2 * f + 3:
+        return f"{strategy} needs n >= 2f + 3 (n={n}, f={f})"
+    if strategy == "bulyan" and n < 4 * f + 3:
+        return f"bulyan needs n >= 4f + 3 (n={n}, f={f})"
+    if strategy == "trimmed-mean" and n and f / n >= 0.5:
+        return f"trimmed-mean needs f/n < 1/2 (n={n}, f={f})"
+    return None
+
+
+def _listify(v: Any, cast: Any = str) -> list[Any]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [cast(x.strip()) for x in v.split(",") if x.strip()]
+    return [cast(x) for x in v]
+
+
+def _grid(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    matrix: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise ConfigError(f"attack-matrix: no such file {args.file}")
+        data = tomllib.loads(path.read_text())
+        matrix = data.get("matrix", {})
+        base = flatten(data.get("fedqnn", {}))
+    grid = {
+        "strategies": _listify(args.strategies or matrix.get("strategies") or DEFAULT_STRATEGIES),
+        "attacks": _listify(args.attacks or matrix.get("attacks") or DEFAULT_ATTACKS),
+        "fractions": _listify(args.fractions or matrix.get("fractions") or "0.2", float),
+        "policies": _listify(args.policies or matrix.get("policies") or "aware"),
+        "seeds": _listify(args.seeds or matrix.get("seeds") or "1", int),
+    }
+    for key in ("clients", "rounds", "task"):
+        val = getattr(args, key) or matrix.get(key)
+        if val is not None:
+            base[key] = val
+    base.setdefault("task", "digits")
+    return grid, base
+
+
+def _done(path: Path) -> set[tuple[str, ...]]:
+    if not path.exists():
+        return set()
+    with path.open() as fh:
+        return {(r["strategy"], r["policy"], r["attack"], str(float(r["byzantine_fraction"])), str(int(r["seed"])))
+                for r in csv.DictReader(fh)}
+
+
+def main(args: argparse.Namespace) -> int:
+    import fedqnn
+    from fedqnn.results import read_metrics
+
+    grid, base = _grid(args)
+    out = Path(args.out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    cells = [(s, p, a, fr, seed) for fr in grid["fractions"] for p in grid["policies"] for a in grid["attacks"]
+             for s in grid["strategies"] for seed in grid["seeds"]]
+    # validate every cell's config before anything runs
+    cfgs = {}
+    for s, p, a, fr, seed in cells:
+        cfgs[(s, p, a, fr, seed)] = build_config(base, {
+            "strategy": s, "broker.policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed,
+            "progress": False,
+            "out": str(out / "cells" / f"{s}__{p}__{a}__{fr}__{seed}"),
+        })
+    results = out / "results.csv"
+    done = _done(results)
+    new = not results.exists()
+    total = len(cells)
+    with results.open("a", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=COLUMNS)
+        if new:
+            wr.writeheader()
+        for i, cell in enumerate(cells, 1):
+            s, p, a, fr, seed = cell
+            key = (s, p, a, str(float(fr)), str(int(seed)))
+            if key in done:
+                continue
+            cfg = cfgs[cell]
+            from fedqnn.tasks import get_task
+
+            metric = get_task(cfg["task"]).metric
+            n = max(1, int(round(cfg["fraction_train"] * cfg["clients"])))
+            f = int(math.ceil(fr * n - 1e-9))
+            why = precondition(s, n, f)
+            row: dict[str, Any] = {"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr,
+                                   "seed": seed, "metric": metric}
+            if why:
+                row.update(final_metric="n/a", best_metric="n/a", rejected="n/a", utilization="n/a")
+                print(f"[{i}/{total}] {s} / {a} @ {fr}: n/a ({why})", flush=True)
+            else:
+                summary = fedqnn.run(cfg)
+                m = summary["metrics"].get(metric, {})
+                rows = read_metrics(cfg["out"])
+                rejected = sum(len(r.get("rejected") or []) for r in rows)
+                util = (summary.get("bell_totals") or {}).get("utilization")
+                all_skipped = all(r.get("skipped") for r in rows)
+                row.update(
+                    final_metric="n/a" if all_skipped else m.get("final"),
+                    best_metric="n/a" if all_skipped else m.get("best"),
+                    rejected=rejected, utilization="n/a" if util is None else util,
+                )
+                print(f"[{i}/{total}] {s} / {p} / {a} @ {fr} seed {seed}: {metric} final {row['final_metric']}",
+                      flush=True)
+            wr.writerow(row)
+            fh.flush()
+    plot(out)
+    return 0
+
+
+def plot(out: Path) -> None:
+    """heatmap.png (strategy x attack, mean final metric over seeds, one panel per fraction and
+    policy) and curves.png (metric per round per strategy, one panel per attack)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from fedqnn.results import read_metrics
+
+    with (out / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    metric = rows[0]["metric"]
+    panels = sorted({(r["byzantine_fraction"], r["policy"]) for r in rows})
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.2 * len(attacks) + 3, 0.5 * len(strategies) + 2) if len(panels) == 1
+                             else (5 * len(panels), 0.5 * len(strategies) + 2), squeeze=False)
+    for ax, (fr, pol) in zip(axes[0], panels):
+        grid = np.full((len(strategies), len(attacks)), np.nan)
+        for i, s in enumerate(strategies):
+            for j, a in enumerate(attacks):
+                vals = [float(r["final_metric"]) for r in rows if r["strategy"] == s and r["attack"] == a
+                        and r["byzantine_fraction"] == fr and r["policy"] == pol and r["final_metric"] not in ("n/a", "")]
+                if vals:
+                    grid[i, j] = np.mean(vals)
+        im = ax.imshow(grid, cmap="viridis" if metric == "accuracy" else "viridis_r", aspect="auto")
+        ax.set_xticks(range(len(attacks)), attacks, rotation=45, ha="right")
+        ax.set_yticks(range(len(strategies)), strategies)
+        for i in range(len(strategies)):
+            for j in range(len(attacks)):
+                ax.text(j, i, "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}", ha="center", va="center",
+                        color="w", fontsize=8)
+        ax.set_title(f"final {metric}: fraction {fr}, broker {pol}")
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out / "heatmap.png", dpi=110)
+    plt.close(fig)
+    cols = min(3, len(attacks))
+    nrows = math.ceil(len(attacks) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.2 * nrows), squeeze=False)
+    for k, a in enumerate(attacks):
+        ax = axes[k // cols][k % cols]
+        for s in strategies:
+            cell_dirs = sorted((out / "cells").glob(f"{s}__*__{a}__*"))
+            if not cell_dirs:
+                continue
+            series = [read_metrics(d) for d in cell_dirs]
+            series = [[(r["round"], (r.get("eval") or {}).get(metric)) for r in ser] for ser in series if ser]
+            if not series:
+                continue
+            ax.plot([x for x, _ in series[0]], [y for _, y in series[0]], marker=".", label=s)
+        ax.set_title(a)
+        ax.set_xlabel("round")
+        ax.set_ylabel(metric)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
