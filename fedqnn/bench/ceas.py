@@ -1,0 +1,138 @@
+"""``fedqnn bench ceas``: the cost of CEAS's physics, side by side in one run.
+
+1. Stamp cost: the server's per-round work for the stamps (QFI on the probe batch, simulated
+   shrink factors for the round's calibrations) against one round of local training of the
+   participants (summed over clients, as one core would do it). Goal <= 0.25.
+2. Noisy simulation (Pauli trajectories + readout + shot sampling, ``model.device=torch``)
+   against noiseless, same batch, forward + backward. Goal <= 3 (``default.mixed`` measured 19x
+   here). Also PennyLane ``default.mixed`` for the same circuit, for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from fedqnn.config import build_config
+
+__all__ = ["add_arguments", "main"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--qubits", type=int, nargs="+", default=[4, 6])
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--skip-mixed", action="store_true", help="skip the default.mixed reference")
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _stamp_cost(args: argparse.Namespace) -> None:
+    from fedqnn.noise import calibration_for, simulated_shrink
+    from fedqnn.qfi import quantum_fisher
+    from fedqnn.tasks import get_task
+    from fedqnn.training import train_local
+
+    cfg = build_config({"clients": args.clients})
+    task = get_task(cfg["task"])
+    model = task.build_model(cfg)
+    probe = task.probe_inputs(cfg, cfg["ceas"]["probe_size"])
+    cals = [calibration_for(cfg, f"node-{i}") for i in range(args.clients)]
+
+    def stamps() -> None:
+        with torch.no_grad():
+            angles = model.angles(probe)
+        w = model.quantum.weights.detach()
+        quantum_fisher(angles, w)
+        for cal in cals:
+            simulated_shrink(angles, w, cal, cfg["ceas"]["trajectories"])
+
+    datas = [task.client_data(cfg, i, args.clients) for i in range(args.clients)]
+
+    def local_round() -> None:
+        for i in range(args.clients):
+            m = copy.deepcopy(model)
+            m.quantum.set_noise(cals[i].p, cals[i].r, cals[i].shots)
+            train_local(m, task, datas[i], cfg, 1, i)
+
+    t_stamp = _median_time(stamps, max(1, args.repeats // 2))
+    t_train = _median_time(local_round, 1)
+    print("== 1. stamp cost per round vs the round's local training ==")
+    print(f"clients={args.clients}, probe={cfg['ceas']['probe_size']}, trajectories={cfg['ceas']['trajectories']}, "
+          f"{cfg['train']['epochs']} epochs x {cfg['data']['samples_per_client']} samples per client")
+    print(f"stamps (QFI + shrink factors): {t_stamp:8.3f} s")
+    print(f"local training, all clients:   {t_train:8.3f} s")
+    print(f"ratio = {t_stamp / t_train:.3f}   goal <= 0.25")
+
+
+def _noisy_cost(args: argparse.Namespace) -> None:
+    from fedqnn.models import QuantumLayer
+
+    print("\n== 2. noisy vs noiseless simulation, forward + backward, same batch ==")
+    print(f"{'qubits':>6} {'noiseless s':>12} {'noisy s':>10} {'ratio':>7} {'default.mixed s':>16} {'mixed ratio':>12}")
+    for q in args.qubits:
+        layer = QuantumLayer(q, args.layers, device="torch")
+        layer.train()
+        angles = torch.randn(args.batch, args.layers, q, dtype=torch.float64)
+        gen = torch.Generator().manual_seed(0)
+        layer.shot_generator = gen
+
+        def step(layer: QuantumLayer = layer, angles: torch.Tensor = angles) -> None:
+            layer.zero_grad()
+            layer(angles).sum().backward()
+
+        layer.set_noise(0.0, 0.0, 0)
+        clean = _median_time(step, args.repeats)
+        layer.set_noise(0.02, 0.02, 256)
+        noisy = _median_time(step, args.repeats)
+        mixed = float("nan")
+        if not args.skip_mixed:
+            mixed = _mixed_time(q, args.layers, angles, layer.weights.detach(), max(1, args.repeats // 2))
+        print(f"{q:>6} {clean:12.4f} {noisy:10.4f} {noisy / clean:7.2f} {mixed:16.4f} {mixed / clean:12.2f}")
+    print("goal: noisy / noiseless <= 3")
+
+
+def _mixed_time(qubits: int, layers: int, angles: torch.Tensor, weights: torch.Tensor, repeats: int) -> float:
+    import pennylane as qml
+
+    dev = qml.device("default.mixed", wires=qubits)
+
+    @qml.qnode(dev, interface="torch", diff_method="backprop")
+    def circ(w, a):
+        for layer in range(layers):
+            qml.AngleEmbedding(a[..., layer, :], wires=range(qubits), rotation="Y")
+            qml.StronglyEntanglingLayers(w[layer : layer + 1], wires=range(qubits),
+                                         ranges=[(layer % (qubits - 1)) + 1])
+            for i in range(qubits):
+                qml.DepolarizingChannel(0.02, wires=i)
+        return [qml.expval(qml.PauliZ(i)) for i in range(qubits)]
+
+    w = weights.clone().requires_grad_(True)
+
+    def step() -> None:
+        w.grad = None
+        out = circ(w, angles)
+        torch.stack(list(out)).sum().backward()
+
+    return _median_time(step, repeats)
+
+
+def main(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    _stamp_cost(args)
+    _noisy_cost(args)
+    return 0
