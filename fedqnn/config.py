@@ -104,7 +104,9 @@ FIELDS: dict[str, Field] = {
     "ceas.cap": _f(3.0, float, "cap each weight at this multiple of the median weight (0 = no cap)", low=0.0),
     "ceas.filter": _f("stamp", str, "outlier filter before weighting", choices=("stamp", "median", "none")),
     "ceas.premix": _f("none", str, "pre-aggregation of the kept updates", choices=("none", "nnm", "clip")),
-    "ceas.scale": _f("median", str, "absolute scale of the stamps' covariance", choices=("median", "model")),
+    "ceas.scale": _f("fit", str, "absolute scale of the stamps' covariance: fit (QPU noise κσ² plus "
+                     "between-node τ², Theil-Sen), median (all spread is noise), model (SGD bound)",
+                     choices=("fit", "median", "model")),
     "ceas.probe_size": _f(8, int, "public probe inputs for the server's QFI", low=1, high=1024),
     "ceas.shrink": _f("simulated", str, "shrink factor c_k: simulated from the calibration on the probe "
                       "batch, or the product formula", choices=("simulated", "formula")),

@@ -78,3 +78,36 @@ def median_kappa(deltas: np.ndarray, factors: np.ndarray, metric: np.ndarray | N
 def stamps_from_factors(factors: np.ndarray, kappa: float) -> np.ndarray:
     """φ_k = 4 / (σ_k² κ)."""
     return 4.0 / (np.asarray(factors, dtype=np.float64) * max(kappa, 1e-300))
+
+
+def fit_kappa_tau2(
+    deltas: np.ndarray, factors: np.ndarray, metric: np.ndarray | None
+) -> tuple[float, float]:
+    """Separate QPU noise from between-node spread: E||D_k - μ||²_G = κ σ_k² + τ².
+
+    Honest updates do not share one mean even under IID sampling (each node's data differ), and
+    under non-IID data even less: τ² is that between-node variance (a random-effects model, as in
+    DerSimonian & Laird 1986). κ and τ² are the slope and intercept of a Theil-Sen fit of
+    d_k² = ||D_k - m||²_G (m the coordinate-wise median) against σ_k² (robust to ~29% outliers),
+    clipped at 0. The weights that then minimise the aggregate's expected squared distance to
+    the mean of the honest nodes' expected updates are w_k ∝ 1 / (κ σ_k² + τ²): fidelity
+    weighting when QPU noise dominates (τ² → 0), the plain mean when node heterogeneity
+    dominates (κ σ² << τ²).
+    """
+    from scipy.stats import theilslopes
+
+    center = np.median(deltas, axis=0)
+    diff = deltas - center
+    d2 = np.einsum("ij,jk,ik->i", diff, metric, diff) if metric is not None else (diff**2).sum(1)
+    x = np.asarray(factors, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(d2)
+    x, d2 = x[ok], d2[ok]
+    if x.size < 3 or np.ptp(x) <= 0:
+        kappa = median_kappa(deltas, factors, metric)
+        return kappa, 0.0
+    slope, intercept, _, _ = theilslopes(d2, x)
+    kappa = max(float(slope), 0.0)
+    tau2 = max(float(intercept), 0.0)
+    if kappa <= 0.0:  # noise not resolvable from the spread: tiny κ, weights flatten
+        kappa = 1e-9 * max(float(np.median(d2 / x)), 1e-300)
+    return kappa, tau2

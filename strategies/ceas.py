@@ -32,6 +32,7 @@ from fedqnn.noise import Calibration, calibration_for, shrink_factor, simulated_
 from fedqnn.qfi import quantum_fisher
 from fedqnn.seeding import derive_seed
 from fedqnn.stamps import (
+    fit_kappa_tau2,
     median_kappa,
     metric_matrix,
     model_kappa,
@@ -144,7 +145,10 @@ class CEAS(FedAvg):
         if self._debias():
             x = x / np.asarray(shrinks)[:, None]
         g, trace_g = self._metric(base)
-        if c["scale"] == "median":
+        tau2 = 0.0
+        if c["scale"] == "fit":
+            kappa, tau2 = fit_kappa_tau2(x, factors_arr, g)
+        elif c["scale"] == "median":
             kappa = median_kappa(x, factors_arr, g)
         else:
             data_n = cfg["data"]["samples_per_client"]
@@ -156,6 +160,7 @@ class CEAS(FedAvg):
             res = ceas_math.robust_fidelity_aggregate(
                 x, stamps, outlier=c["filter"], premix=None if c["premix"] == "none" else c["premix"],
                 f=f, cap_multiple=c["cap"] if c["cap"] > 0 else None, metric=g if c["filter"] != "none" else None,
+                tau2=tau2,
             )
         except ceas_math.PreconditionError as exc:
             raise PreconditionError(f"ceas: {exc}") from exc
@@ -171,6 +176,7 @@ class CEAS(FedAvg):
             "rejected": [{"node": names[j], "reason": reason if reason.startswith("outlier:") else f"outlier:{reason}"}
                          for j, reason in sorted(res.rejected.items())],
             "kappa": kappa,
+            "tau2": tau2,
         }
         n_ex = sum(int(msg.content["metrics"].get("num-examples", 0)) for msg in replies)
         return ArrayRecord(out), MetricRecord({"num-examples": n_ex})

@@ -155,3 +155,22 @@ def test_stamp_inflation_buys_no_weight_and_outliers_are_rejected():
     assert rep["stamps"]["node-0"] == pytest.approx(rep["stamps"]["node-1"])
     assert {"node": "node-5", "reason": "outlier:stamp"} in rep["rejected"]
     assert rep["weights"]["node-5"] == 0.0
+
+
+def test_fit_separates_qpu_noise_from_between_node_spread():
+    from fedqnn.stamps import fit_kappa_tau2
+
+    rng = np.random.default_rng(7)
+    d, n = 200, 30
+    factors = rng.choice([1.0, 2.0, 4.0, 8.0, 16.0], size=n)
+    kappa_true, tau2_true = 0.5, 3.0
+    mu = rng.normal(size=d)
+    x = mu + rng.normal(size=(n, d)) * np.sqrt(kappa_true * factors[:, None] / d) \
+        + rng.normal(size=(n, d)) * np.sqrt(tau2_true / d)
+    kappa, tau2 = fit_kappa_tau2(x, factors, None)
+    assert kappa == pytest.approx(kappa_true, rel=0.35)
+    assert tau2 == pytest.approx(tau2_true, rel=0.35)
+    # pure heterogeneity, no noise signal: kappa ~ 0, the weights flatten to the plain mean
+    x_h = mu + rng.normal(size=(n, d)) * np.sqrt(tau2_true / d)
+    k0, t0 = fit_kappa_tau2(x_h, factors, None)
+    assert k0 < 0.2 * tau2_true / factors.max() and t0 > 0.5 * tau2_true
