@@ -27,7 +27,7 @@ from clients.byzantine import DATA_ATTACKS, byzantine_nodes, poison_targets
 from fedqnn.config import validate
 from fedqnn.noise import calibration_for
 from fedqnn.tasks import LocalData, get_task
-from fedqnn.training import set_threads, train_local
+from fedqnn.training import set_threads, train_local, train_local_half_shots
 
 __all__ = ["app", "node_identity", "config_from_message"]
 
@@ -112,7 +112,12 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
     cal = calibration_for(cfg, f"node-{pid}")
     if hasattr(model, "quantum") and hasattr(model.quantum, "set_noise"):
         model.quantum.set_noise(cal.p, cal.r, cal.shots)
-    res = train_local(model, task, data, cfg, server_round, pid)
+    half_diff = None
+    if cfg["ceas"]["half_shots"] and hasattr(model, "quantum") and hasattr(model.quantum, "set_noise"):
+        res, delta = train_local_half_shots(model, task, data, cfg, server_round, pid)
+        half_diff = [float(v) for v in delta]
+    else:
+        res = train_local(model, task, data, cfg, server_round, pid)
     metrics = {
         "num-examples": res.num_examples,
         "train_loss": res.loss,
@@ -120,6 +125,8 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
         "train_seconds": res.seconds,
         **cal.as_metrics(),
     }
+    if half_diff is not None:
+        metrics["half_diff"] = half_diff
     return model, cfg, metrics
 
 

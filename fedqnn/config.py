@@ -111,6 +111,8 @@ FIELDS: dict[str, Field] = {
     "ceas.shrink": _f("simulated", str, "shrink factor c_k: simulated from the calibration on the probe "
                       "batch, or the product formula", choices=("simulated", "formula")),
     "ceas.trajectories": _f(32, int, "Pauli trajectories per probe input for the simulated shrink", low=1),
+    "ceas.half_shots": _f(False, bool, "clients train twice with half the shots and report the quantum "
+                          "weights' difference, so the server measures tr(F_Q Σ_k) (doubles client compute)"),
     "ceas.debias": _f("auto", str, "divide updates by the shrink factor c_k (auto: with sgd only)",
                       choices=("auto", "on", "off")),
     "byzantine_fraction": _f(0.2, float, "fraction of Byzantine clients, 0 = none (robust rules take "

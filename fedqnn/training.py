@@ -69,3 +69,33 @@ def train_local(
         steps=len(losses),
         seconds=time.perf_counter() - start,
     )
+
+
+def train_local_half_shots(
+    model: nn.Module, task: Task, data: LocalData, cfg: dict[str, Any], server_round: int, partition_id: int
+) -> tuple[TrainResult, torch.Tensor]:
+    """Two half-shot trainings from the same start, same data order, independent QPU noise.
+
+    With S/2 shots each, D_a and D_b have covariance Σ_{S/2} = 2 Σ_S, so the returned model
+    (the mean of the two, covariance Σ_S: the S-shot update's) is as noisy as one S-shot
+    training, and the difference δ = D_a - D_b (of the quantum weights) has covariance 4 Σ_S:
+    the server measures tr(F_Q Σ_k) as δᵀ F_Q δ / 4 (expected value).
+    """
+    import copy
+
+    quantum = model.quantum
+    shots = quantum.shots
+    half = max(1, shots // 2) if shots else 0
+    twin = copy.deepcopy(model)
+    quantum.shots = half
+    twin.quantum.shots = half
+    res_a = train_local(model, task, data, cfg, server_round, partition_id, noise_stream="qpu-noise-a")
+    res_b = train_local(twin, task, data, cfg, server_round, partition_id, noise_stream="qpu-noise-b")
+    quantum.shots = shots
+    delta = (model.quantum.weights.detach() - twin.quantum.weights.detach()).flatten().clone()
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), twin.parameters()):
+            p.add_(q).mul_(0.5)
+    res = TrainResult(loss=0.5 * (res_a.loss + res_b.loss), num_examples=res_a.num_examples,
+                      steps=res_a.steps, seconds=res_a.seconds + res_b.seconds)
+    return res, delta

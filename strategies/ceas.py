@@ -125,7 +125,7 @@ class CEAS(FedAvg):
         base = self._current.to_torch_state_dict()
         keys = list(base)
         theta = torch.cat([base[k].flatten().to(torch.float64) for k in keys]).numpy()
-        names, deltas, factors, shrinks = [], [], [], []
+        names, deltas, factors, shrinks, measured = [], [], [], [], {}
         shrink_of = self._shrink_fn(base, server_round)
         for msg in replies:
             name = self._name(msg)
@@ -138,6 +138,9 @@ class CEAS(FedAvg):
             f_claim = node_variance_factor(claim, cfg, shrink_of(claim)) if claim is not None else f_server
             names.append(name)
             deltas.append(vec - theta)
+            hd = msg.content["metrics"].get("half_diff")
+            if isinstance(hd, list) and hd:
+                measured[name] = hd
             factors.append(max(f_server, f_claim))  # a claim can only lower the stamp
             shrinks.append(c_server)
         x = np.stack(deltas)
@@ -170,7 +173,10 @@ class CEAS(FedAvg):
             n = base[k].numel()
             out[k] = torch.tensor(new[i : i + n], dtype=base[k].dtype).reshape(base[k].shape)
             i += n
+        if measured:
+            measured = self._measured_traces(base, measured)
         self._reports[server_round] = {
+            "measured_noise": measured,
             "weights": {nm: float(w) for nm, w in zip(names, res.weights)},
             "stamps": {nm: float(s) for nm, s in zip(names, stamps)},
             "rejected": [{"node": names[j], "reason": reason if reason.startswith("outlier:") else f"outlier:{reason}"}
@@ -180,6 +186,21 @@ class CEAS(FedAvg):
         }
         n_ex = sum(int(msg.content["metrics"].get("num-examples", 0)) for msg in replies)
         return ArrayRecord(out), MetricRecord({"num-examples": n_ex})
+
+    def _measured_traces(self, base: dict[str, torch.Tensor], diffs: dict[str, list[float]]) -> dict[str, float]:
+        """tr(F_Q Σ_k) measured from the half-shot difference δ: E[δᵀ F_Q δ] / 4 (quantum block)."""
+        if "quantum.weights" not in base:
+            return {}
+        self.model.load_state_dict(base)
+        with torch.no_grad():
+            angles = self.model.angles(self.probe)
+        fq = quantum_fisher(angles, base["quantum.weights"]).numpy()
+        out = {}
+        for name, d in diffs.items():
+            v = np.asarray(d, dtype=np.float64)
+            if v.shape == (fq.shape[0],) and np.all(np.isfinite(v)):
+                out[name] = float(v @ fq @ v) / 4.0
+        return out
 
     def _shrink_fn(self, base: dict[str, torch.Tensor], server_round: int):
         """c_k from a calibration: simulated on the probe batch at θ_t (``ceas.shrink=simulated``,
