@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class Field:
     high: float | None = None
     check: Callable[[Any], str | None] | None = None  # returns an error text or None
     nullable: bool = False
+    low_open: bool = False  # low is exclusive
 
 
 def _f(default: Any, kind: Any, help: str, **kw: Any) -> Field:
@@ -201,9 +203,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return flatten(data)
 
 
-def _coerce(key: str, field: Field, value: Any) -> Any:
-    if value is None and field.nullable:
-        return None
+def coerce_field(key: str, field: Field, value: Any) -> Any:
+    """Coerce and check one value against its :class:`Field`; errors name ``key``."""
+    if value is None:
+        if field.nullable:
+            return None
+        raise ConfigError(f"{key}: a value is required ({field.help})")
     kind = field.kind
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -215,10 +220,13 @@ def _coerce(key: str, field: Field, value: Any) -> Any:
     if not ok:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ConfigError(f"{key}: expected {names}, got {value!r} ({field.help})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     if field.choices is not None and value not in field.choices:
         raise ConfigError(f"{key}: expected one of {', '.join(map(str, field.choices))}; got {value!r}")
-    if field.low is not None and value < field.low:
-        raise ConfigError(f"{key}: expected >= {field.low}, got {value!r} ({field.help})")
+    if field.low is not None and (value <= field.low if field.low_open else value < field.low):
+        op = ">" if field.low_open else ">="
+        raise ConfigError(f"{key}: expected {op} {field.low}, got {value!r} ({field.help})")
     if field.high is not None and value > field.high:
         raise ConfigError(f"{key}: expected <= {field.high}, got {value!r} ({field.help})")
     if field.check is not None and (msg := field.check(value)):
@@ -271,7 +279,7 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in flat.items():
         if key not in FIELDS:
             raise ConfigError(f"{key}: unknown config key{_closest(key)}")
-        out[key] = _coerce(key, FIELDS[key], value)
+        out[key] = coerce_field(key, FIELDS[key], value)
     for key, field in FIELDS.items():
         out.setdefault(key, copy.deepcopy(field.default))
     nested = unflatten(out)

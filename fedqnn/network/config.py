@@ -15,32 +15,19 @@ participation (``target_rho``).
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from fedqnn.config import ConfigError
+from fedqnn.config import ConfigError, Field, coerce_field
 
 __all__ = ["BrokerField", "BROKER_FIELDS", "DEFAULTS", "validate_broker_config"]
 
 
-@dataclass(frozen=True)
-class BrokerField:
-    """One broker config key: default, type, constraints and help text."""
-
-    default: Any
-    kind: type | tuple[type, ...]
-    help: str
-    choices: tuple[Any, ...] | None = None
-    low: float | None = None
-    high: float | None = None
-    nullable: bool = False
-    low_open: bool = False  # low is exclusive
+BrokerField = Field  # the run config's field type: one schema language for every key
 
 
 def _b(default: Any, kind: Any, help: str, **kw: Any) -> BrokerField:
-    return BrokerField(default, kind, help, **kw)
+    return Field(default, kind, help, **kw)
 
 
 BROKER_FIELDS: dict[str, BrokerField] = {
@@ -112,33 +99,7 @@ DEFAULTS: dict[str, Any] = {k: copy.deepcopy(f.default) for k, f in BROKER_FIELD
 
 
 def _coerce(key: str, field: BrokerField, value: Any) -> Any:
-    name = f"broker.{key}"
-    if value is None:
-        if field.nullable:
-            return None
-        raise ConfigError(f"{name}: a value is required ({field.help})")
-    kind = field.kind
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
-        value = value.lower() == "true"
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        tname = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise ConfigError(f"{name}: expected {tname}, got {value!r} ({field.help})")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-    if field.choices is not None and value not in field.choices:
-        raise ConfigError(f"{name}: expected one of {', '.join(map(str, field.choices))}; got {value!r}")
-    if field.low is not None:
-        bad = value <= field.low if field.low_open else value < field.low
-        if bad:
-            op = ">" if field.low_open else ">="
-            raise ConfigError(f"{name}: expected {op} {field.low}, got {value!r} ({field.help})")
-    if field.high is not None and value > field.high:
-        raise ConfigError(f"{name}: expected <= {field.high}, got {value!r} ({field.help})")
-    return value
+    return coerce_field(f"broker.{key}", field, value)
 
 
 def validate_broker_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
