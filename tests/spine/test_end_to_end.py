@@ -13,7 +13,7 @@ BASE = {
     "clients": 3, "rounds": 3, "min_replies": 2, "seed": 5,
     "model.device": "torch", "train.epochs": 3, "train.lr": 0.03,
     "data.samples_per_client": 32, "data.test_samples": 50, "progress": False,
-    "strategy": "fedavg", "attack": "none",
+    "strategy": "fedavg", "attack": "none", "broker.policy": "off",
 }
 ROW_KEYS = {"round", "strategy", "num_participants", "train_loss", "wall_s", "eval", "rejected"}
 
@@ -64,3 +64,35 @@ def test_strategy_from_outside_the_repo_by_module_class(tmp_path, monkeypatch):
     assert my_strategy.HalfStep.calls == 2
     rows = _rows(out)
     assert [r["strategy"] for r in rows] == ["my_strategy:HalfStep"] * 2
+
+
+BELL_KEYS = {"generated", "used_raw", "expired", "wasted", "stored", "key_pairs", "requested", "delivered",
+             "served", "utilization", "mean_consumed_fidelity"}
+
+
+def test_default_physics_run_follows_the_contract(tmp_path):
+    """CEAS + heterogeneous noise + broker + signed updates + 20% ALIE (the defaults)."""
+    out = tmp_path / "default"
+    summary = fedqnn.run({"clients": 5, "rounds": 3, "min_replies": 2, "seed": 2, "train.epochs": 1,
+                          "data.samples_per_client": 32, "data.test_samples": 50, "progress": False,
+                          "out": str(out)})
+    rows = _rows(out)
+    assert summary["config"]["strategy"] == "ceas" and summary["config"]["attack"] == "alie"
+    gen = used = exp = waste = 0
+    for r in rows:
+        assert r["strategy"] == "ceas"
+        if not r.get("skipped"):
+            assert abs(sum(r["weights"].values()) - 1) < 1e-9
+            assert set(r["weights"]) == set(r["stamps"])
+            assert all(k.startswith("node-") for k in r["weights"])
+        assert isinstance(r["rejected"], list)
+        for rej in r["rejected"]:
+            assert rej["node"].startswith("node-") and rej["reason"]
+        assert set(r["bell"]) == BELL_KEYS
+        gen += r["bell"]["generated"]
+        used += r["bell"]["used_raw"]
+        exp += r["bell"]["expired"]
+        waste += r["bell"]["wasted"]
+    # every raw pair ends in exactly one of used_raw, expired, wasted or stored
+    assert gen == used + exp + waste + rows[-1]["bell"]["stored"]
+    assert set(summary["regime"]) == {"R", "rho", "F_min"}
