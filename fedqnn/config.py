@@ -66,6 +66,11 @@ FIELDS: dict[str, Field] = {
     "server_eval_every": _f(1, int, "evaluate the global model on the server every N rounds", low=1),
     "num_cpus_per_client": _f(1, int, "Simulation Engine: CPUs reserved per client", low=1),
     "progress": _f(True, bool, "print one progress line per round"),
+    # faults (docs/faults.md)
+    "faults.dropout": _f(0.0, float, "probability that a selected client fails to reply in a round "
+                         "(seeded per round and node; the client sends an error reply)", low=0.0, high=1.0),
+    "faults.reply_timeout": _f(0.0, float, "seconds the server waits for a round's replies "
+                               "(0 = until every selected node answered or failed)", low=0.0),
     # QPU noise (the same for every strategy)
     "noise": _f("heterogeneous", str, "QPU noise profile", choices=("heterogeneous", "homogeneous", "noiseless")),
     "qpu.p_min": _f(1e-3, float, "smallest depolarising probability per qubit per layer", low=0.0, high=0.75),
@@ -76,6 +81,9 @@ FIELDS: dict[str, Field] = {
                             check=lambda v: None if v and all(isinstance(x, int) and x > 0 for x in v)
                             else "expected a non-empty list of positive integers"),
     "qpu.nodes": _f({}, dict, "per-node calibration overrides: {node-3 = {p = 0.01, r = 0.02, shots = 256}}"),
+    "qpu.calibration_file": _f("", str, "JSON or TOML file mapping node name (or partition id) to "
+                               "{p, r, shots}: the server's calibration record of its QPUs (over the "
+                               "profile; qpu.nodes overrides it)"),
     "qpu.analytic_shots": _f(1e6, float, "shots an analytic (shots = 0) QPU counts as in the stamp", low=1.0),
     # model
     "model.qubits": _f(4, int, "qubits of the quantum layer", low=1, high=20),
@@ -88,6 +96,8 @@ FIELDS: dict[str, Field] = {
     "model.basis": _f(16, int, "output basis functions of the trunk (operator tasks)", low=1, high=256),
     "model.trunk": _f("cosine", str, "trunk of operator models: fixed cosine basis or a learnable MLP",
                       choices=("cosine", "mlp")),
+    "model.classical_hidden": _f(0, int, "ablation's hidden width; 0 = match the quantum layer's parameter count",
+                                 low=0, high=4096),
     "model.classical": _f(False, bool, "ablation: replace the quantum layer by a classical layer of equal parameter count"),
     # local training
     "train.epochs": _f(3, int, "local epochs per round", low=1),

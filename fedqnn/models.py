@@ -107,14 +107,16 @@ def sample_expectations(e: torch.Tensor, shots: int, generator: torch.Generator 
 class ClassicalSurrogate(nn.Module):
     """Ablation: a classical map (B, L, n) -> (B, 2n - 1) with ≈ the quantum layer's parameter count.
 
-    Linear(L n -> h), tanh, Linear(h -> 2n - 1) with h chosen so the count is closest to 3 L n.
+    Linear(L n -> h), tanh, Linear(h -> 2n - 1) with h chosen so the count is closest to 3 L n
+    (at 4 qubits x 2 layers that is h = 1, a width-1 bottleneck); ``hidden`` > 0 sets h instead
+    (``model.classical_hidden``), the wider, parameter-unmatched control.
     """
 
-    def __init__(self, qubits: int, layers: int, seed: int = 0) -> None:
+    def __init__(self, qubits: int, layers: int, seed: int = 0, hidden: int = 0) -> None:
         super().__init__()
         d_in, d_out = layers * qubits, num_observables(qubits)
         target = 3 * layers * qubits
-        h = max(1, round((target - d_out) / (d_in + 1 + d_out)))
+        h = hidden or max(1, round((target - d_out) / (d_in + 1 + d_out)))
         torch.manual_seed(seed)
         self.net = nn.Sequential(nn.Linear(d_in, h), nn.Tanh(), nn.Linear(h, d_out), nn.Tanh())
         self.net.to(torch.float64)
@@ -137,7 +139,7 @@ def _cosine_quadrature(points: int, features: int) -> torch.Tensor:
 def _quantum_or_classical(cfg: dict[str, Any], seed: int) -> nn.Module:
     m = cfg["model"]
     if m["classical"]:
-        return ClassicalSurrogate(m["qubits"], m["layers"], seed=seed)
+        return ClassicalSurrogate(m["qubits"], m["layers"], seed=seed, hidden=m["classical_hidden"])
     return QuantumLayer(m["qubits"], m["layers"], m["device"], m["diff_method"], m["shots"], seed=seed)
 
 

@@ -3,8 +3,10 @@
     python experiments/spine/long_run.py [--config experiments/configs/long_antiderivative.toml]
                                          [--out experiments/spine/results] [--set key=value ...]
 
-Runs the config twice through ``fedqnn.run``: with the quantum layer, and with the quantum layer
-replaced by a classical layer of (nearly) the same parameter count (``model.classical=true``).
+Runs the config three times through ``fedqnn.run``: with the quantum layer; with the quantum layer
+replaced by a classical layer of (nearly) the same parameter count (``model.classical=true``: a
+width-1 tanh bottleneck at 4 qubits x 2 layers); and with a wider classical layer (hidden width 8,
+more parameters) as the control that shows whether the gap is parameter efficiency.
 Writes each run's directory, ``table.md`` and ``curves.png`` (rel_l2 per round, both variants).
 """
 
@@ -31,9 +33,15 @@ def main() -> None:
     over = parse_set(args.sets)
     rows = []
     curves = {}
-    for label, classical in (("quantum", False), ("classical ablation", True)):
-        run_dir = out / ("quantum" if not classical else "classical")
-        layers = [base, over, {"model.classical": classical, "out": str(run_dir), "progress": True}]
+    variants = (
+        ("quantum", "quantum", {"model.classical": False}),
+        ("classical, equal parameter count", "classical", {"model.classical": True}),
+        ("classical, hidden width 8 (more parameters)", "classical-h8",
+         {"model.classical": True, "model.classical_hidden": 8}),
+    )
+    for label, dirname, variant in variants:
+        run_dir = out / dirname
+        layers = [base, over, {**variant, "out": str(run_dir), "progress": True}]
         cfg = build_config(*layers)
         from fedqnn.tasks import get_task
 
