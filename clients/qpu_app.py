@@ -132,6 +132,12 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    from fedqnn.faults import dropout_reply
+
+    failed = dropout_reply(msg, config_from_message(msg), int(msg.content[CONFIG_RECORD]["server-round"]),
+                           f"node-{node_identity(context)[0]}")
+    if failed is not None:  # faults.dropout: this node fails to reply this round (seeded)
+        return failed
     model, _, metrics = local_train(msg, context)
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
     return Message(content, reply_to=msg)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "__version__"]
+__all__ = ["run", "resume", "__version__"]
 
 
 def run(*configs: dict[str, Any] | None) -> dict[str, Any]:
@@ -20,3 +20,11 @@ def run(*configs: dict[str, Any] | None) -> dict[str, Any]:
     from fedqnn.simulation import run_simulation_from_config
 
     return run_simulation_from_config(*(configs or ({},)))
+
+
+def resume(out: str, rounds: int | None = None) -> dict[str, Any]:
+    """Continue the run in ``out`` from its last checkpoint, as ``fedqnn run --resume out
+    [--rounds R]`` does (``rounds`` is the new total); returns the summary."""
+    from fedqnn.simulation import resume_simulation
+
+    return resume_simulation(out, rounds)

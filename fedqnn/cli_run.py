@@ -10,7 +10,7 @@ from typing import Any
 
 from fedqnn.config import ConfigError, build_config, load_toml, parse_set
 
-__all__ = ["add_arguments", "main", "config_from_args"]
+__all__ = ["add_arguments", "main", "config_from_args", "resume_config_from_args"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,16 +50,39 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return build_config(*layers)
 
 
+def resume_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--resume DIR [--rounds R]``: the config stored in DIR's checkpoint, R the new total.
+
+    The run's config is the stored one: ``--config`` and ``--set`` are refused, and ``--clients``,
+    ``--strategy``, ``--task``, ``--seed``, ``--out`` only if they differ from it.
+    """
+    from fedqnn.checkpoint import CheckpointError, config_for_resume
+
+    if args.config or args.sets:
+        raise ConfigError("--resume: the config is the one stored in the run's checkpoint; "
+                          "--config and --set cannot change it (only --rounds, the new total)")
+    try:
+        cfg = config_for_resume(args.resume, args.rounds)
+    except CheckpointError as exc:
+        raise ConfigError(str(exc)) from exc
+    for key in ("clients", "strategy", "task", "seed"):
+        given = getattr(args, key)
+        if given is not None and given != cfg[key]:
+            raise ConfigError(f"--resume: --{key} {given} differs from the run's {key}={cfg[key]!r}; "
+                              "a resumed run keeps its config (only --rounds may change)")
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ConfigError("--resume: --out must be the resumed directory (or left out)")
+    return cfg
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.resume:
-        raise ConfigError("--resume: crash-safe resume is not available in this build yet")
-    cfg = config_from_args(args)
+    cfg = resume_config_from_args(args) if args.resume else config_from_args(args)
     if args.print_config:
         print(json.dumps(cfg, indent=2, sort_keys=True))
         return 0
     from fedqnn.simulation import run_simulation_from_config
 
-    summary = run_simulation_from_config(cfg, validated=True)
+    summary = run_simulation_from_config(cfg, validated=True, resume=bool(args.resume))
     m = summary["metrics"].get(summary["metric"], {})
     print(
         f"[fedqnn] done: {summary['rounds_completed']} rounds, {summary['metric']} final "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,10 @@ import torch
 
 from fedqnn.seeding import rng
 
-__all__ = ["Calibration", "calibration_for", "calibrations", "shrink_factor", "pauli_trajectory_gates"]
+__all__ = [
+    "Calibration", "calibration_for", "calibrations", "load_calibration_file", "shrink_factor",
+    "pauli_trajectory_gates",
+]
 
 PROFILES = ("heterogeneous", "homogeneous", "noiseless")
 
@@ -56,13 +60,20 @@ def calibration_for(cfg: dict[str, Any], node: str) -> Calibration:
     ``heterogeneous`` (default): p log-uniform in [p_min, p_max], r uniform in [r_min, r_max],
     shots uniform from ``shots_choices``, each drawn from the stream (seed, 'calibration', node).
     ``homogeneous``: p = sqrt(p_min p_max), r = (r_min + r_max)/2, shots = the median choice.
-    ``noiseless``: p = r = 0, analytic. Per-node overrides: ``qpu.nodes`` maps a node name
-    (or partition id) to ``{p, r, shots}``.
+    ``noiseless``: p = r = 0, analytic. Per-node records, applied over the profile in this order:
+    ``qpu.calibration_file`` (a JSON or TOML file mapping a node name or partition id to
+    ``{p, r, shots}``: the server's calibration record, see :func:`load_calibration_file`),
+    then ``qpu.nodes`` (the same mapping inline).
     """
     n = cfg["qpu"]
     profile = cfg["noise"]
     nodes = n.get("nodes") or {}
     override = nodes.get(node) or nodes.get(node.rsplit("-", 1)[-1])
+    if n.get("calibration_file"):
+        table = load_calibration_file(n["calibration_file"])
+        recorded = table.get(node) or table.get(node.rsplit("-", 1)[-1])
+        if recorded:
+            override = {**recorded, **(override or {})}
     if profile == "noiseless":
         cal = Calibration(0.0, 0.0, 0)
     elif profile == "homogeneous":
@@ -79,6 +90,64 @@ def calibration_for(cfg: dict[str, Any], node: str) -> Calibration:
         cal = Calibration(float(override.get("p", cal.p)), float(override.get("r", cal.r)),
                           int(override.get("shots", cal.shots)))
     return cal
+
+
+def _check_entry(where: str, entry: Any) -> dict[str, Any]:
+    from fedqnn.config import ConfigError
+
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a table {{p, r, shots}}, got {entry!r}")
+    unknown = sorted(set(entry) - {"p", "r", "shots"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: p, r, shots)")
+    out: dict[str, Any] = {}
+    for key, lo, hi in (("p", 0.0, 0.75), ("r", 0.0, 0.5)):
+        if key in entry:
+            v = entry[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (lo <= float(v) <= hi):
+                raise ConfigError(f"{where}.{key}: expected a number in [{lo}, {hi}], got {v!r}")
+            out[key] = float(v)
+    if "shots" in entry:
+        v = entry["shots"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{where}.shots: expected an integer >= 0 (0 = analytic), got {v!r}")
+        out["shots"] = int(v)
+    return out
+
+
+_FILE_CACHE: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+
+
+def load_calibration_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read ``qpu.calibration_file``: JSON (``{"node-0": {"p": .., "r": .., "shots": ..}}``) or TOML
+    (``[node-0]`` tables, or all of them under ``[nodes]``). Keys are node names or partition
+    ids; every entry is checked. Raises :class:`fedqnn.config.ConfigError` naming the problem."""
+    import json
+    import tomllib
+
+    from fedqnn.config import ConfigError
+
+    p = Path(path)
+    try:
+        stat = p.stat()
+    except OSError as exc:
+        raise ConfigError(f"qpu.calibration_file: cannot read {str(path)!r} ({exc.strerror})") from exc
+    key = (str(p.resolve()), stat.st_mtime_ns)
+    if key in _FILE_CACHE:
+        return _FILE_CACHE[key]
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"qpu.calibration_file: {str(path)!r} is not valid {p.suffix[1:].upper() or 'TOML'} ({exc})") from exc
+    if isinstance(data, dict) and isinstance(data.get("nodes"), dict) and len(data) == 1:
+        data = data["nodes"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"qpu.calibration_file: {str(path)!r} must map node names to {{p, r, shots}}")
+    table = {str(k): _check_entry(f"qpu.calibration_file[{k}]", v) for k, v in data.items()}
+    _FILE_CACHE.clear()
+    _FILE_CACHE[key] = table
+    return table
 
 
 def calibrations(cfg: dict[str, Any], nodes: list[str]) -> dict[str, Calibration]:

@@ -141,10 +141,44 @@ def _personalise(msg: Message, extra: dict[str, ConfigRecord]) -> Message:
     return Message(content, dst_node_id=msg.metadata.dst_node_id, message_type=msg.metadata.message_type)
 
 
-def run_server(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None = None) -> dict[str, Any]:
-    """Run ``cfg['rounds']`` rounds on ``grid`` and write the outputs to ``cfg['out']``."""
+def client_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config as sent to the clients: ``qpu.calibration_file`` (the server's record) is
+    inlined into ``qpu.nodes``, so a client never needs the file; everything else is as is."""
+    if not cfg["qpu"].get("calibration_file"):
+        return cfg
+    from fedqnn.noise import load_calibration_file
+
+    def canon(d: dict[str, Any]) -> dict[str, Any]:  # "3" -> "node-3"; a name key wins over an id key
+        out = {f"node-{k}": v for k, v in d.items() if str(k).isdigit()}
+        out.update({k: v for k, v in d.items() if not str(k).isdigit()})
+        return out
+
+    table = canon(load_calibration_file(cfg["qpu"]["calibration_file"]))
+    inline = canon(dict(cfg["qpu"].get("nodes") or {}))
+    merged = {k: {**table.get(k, {}), **inline.get(k, {})} for k in {**table, **inline}}
+    return {**cfg, "qpu": {**cfg["qpu"], "nodes": merged, "calibration_file": ""}}
+
+
+def _skip_reason(n_ok: int, cfg: dict[str, Any], failed: list[str], unserved: list[str], n_rejected: int) -> str:
+    parts = [f"{len(failed)} no-reply"] if failed else []
+    parts += [f"{len(unserved)} bell-unserved"] if unserved else []
+    parts += [f"{n_rejected} rejected"] if n_rejected else []
+    why = f" ({', '.join(parts)})" if parts else ""
+    return f"{n_ok} valid replies < min_replies={cfg['min_replies']}{why}"
+
+
+def run_server(
+    grid: Grid, cfg: dict[str, Any], flower_run_id: int | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """Run ``cfg['rounds']`` rounds on ``grid`` and write the outputs to ``cfg['out']``.
+
+    A checkpoint is written before round 1 and after every round (:mod:`fedqnn.checkpoint`);
+    with ``resume`` the run continues from the checkpoint in ``cfg['out']`` (its config must
+    equal ``cfg`` but for ``rounds``), with ``metrics.jsonl`` cut back to the checkpointed round.
+    """
     import torch
 
+    from fedqnn import checkpoint
     from strategies.flower_builtins import PreconditionError
     from strategies.registry import build_strategy
 
@@ -172,11 +206,31 @@ def run_server(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None = None
     if adversary.nodes:
         log(INFO, "fedqnn: Byzantine nodes (%s): %s", cfg["attack"], ", ".join(adversary.nodes))
     writer = RunWriter(cfg["out"], task.metric, task.direction)
-    writer.reset(0)
-    cfg_text = json.dumps(cfg, sort_keys=True)
+    cfg_text = json.dumps(client_config(cfg), sort_keys=True)
     history: list[float] = []
+    first_round = 1
+    if resume:
+        ck, torch_rng, strategy_blob = checkpoint.load(cfg["out"])
+        checkpoint.check_same_run(ck.config, cfg)
+        checkpoint.truncate_metrics(cfg["out"], ck)
+        arrays = ck.arrays
+        if broker is not None and ck.broker is not None:
+            broker.load_state_dict(ck.broker)
+        if verifier is not None and ck.verifier is not None:
+            verifier.load_state_dict(ck.verifier)
+        adversary._history = dict(ck.adversary)
+        checkpoint.load_strategy_state(strategy, ck.strategy, strategy_blob)
+        checkpoint.set_rng_state(ck.rng, torch_rng)
+        first_round = ck.round + 1
+        log(INFO, "fedqnn: resuming %s after round %s of %s", cfg["out"], ck.round, cfg["rounds"])
+    else:
+        writer.reset(0)
+    save_state = lambda rnd: checkpoint.save(  # noqa: E731
+        cfg["out"], rnd, cfg, arrays, broker=broker, verifier=verifier,
+        adversary_history=adversary._history, strategy=strategy)
+    save_state(first_round - 1)
 
-    for server_round in range(1, cfg["rounds"] + 1):
+    for server_round in range(first_round, cfg["rounds"] + 1):
         t0 = time.perf_counter()
         random.seed(derive_seed(cfg["seed"], "python-random", server_round))
         eligible = broker.eligible(server_round) if broker is not None else node_names
@@ -203,15 +257,28 @@ def run_server(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None = None
 
             for m in messages:
                 add_auth_config(verifier, m.content, server_round, names[m.metadata.dst_node_id])
-        replies = list(grid.send_and_receive(messages)) if messages else []
+        timeout = cfg["faults"]["reply_timeout"] or None
+        replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
         replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
+        attack_events: list[dict[str, str]] = []
         if adversary.active:  # simulation: colluding Byzantine nodes rewrite and re-sign their replies
-            adversary.rewrite(
-                server_round, arrays,
-                [(names.get(m.metadata.src_node_id, "?"), m) for m in replies],
-                {names[m.metadata.dst_node_id]: m for m in messages},
-            )
+            from clients.attacks.zoo import AttackError
+
+            try:
+                adversary.rewrite(
+                    server_round, arrays,
+                    [(names.get(m.metadata.src_node_id, "?"), m) for m in replies],
+                    {names[m.metadata.dst_node_id]: m for m in messages},
+                )
+            except AttackError as exc:  # e.g. too few honest replies left (dropouts, outages) to craft it
+                log(INFO, "fedqnn: round %s: the attack could not be crafted (%s); Byzantine replies sent as trained",
+                    server_round, exc)
+                attack_events = [{"node": n, "event": "attack-unavailable"} for n in adversary.nodes
+                                 if any(names.get(m.metadata.src_node_id) == n and not m.has_error() for m in replies)]
         failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in replies if m.has_error()]
+        answered = {m.metadata.src_node_id for m in replies}
+        failed += [names[m.metadata.dst_node_id] for m in messages if m.metadata.dst_node_id not in answered]
+        failed = sorted(set(failed), key=_name_key)
         ok, rejected = _verify(verifier, cfg, arrays, server_round, names, [m for m in replies if not m.has_error()])
         row: dict[str, Any] = {
             "round": server_round, "strategy": cfg["strategy"], "num_participants": len(ok) + len(rejected),
@@ -219,11 +286,12 @@ def run_server(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None = None
         }
         events = [{"node": n, "event": "no-reply"} for n in failed]
         events += [{"node": n, "event": "bell-unserved"} for n in unserved]
+        events += attack_events
         if events:
             row["events"] = events
         skipped = None
         if len(ok) < cfg["min_replies"]:
-            skipped = f"{len(ok)} valid replies < min_replies={cfg['min_replies']}"
+            skipped = _skip_reason(len(ok), cfg, failed, unserved, len(rejected))
         else:
             try:
                 new_arrays, _ = strategy.aggregate_train(server_round, ok)
@@ -251,6 +319,7 @@ def run_server(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None = None
             row["bell"] = broker.round_record(server_round)
         row["wall_s"] = round(time.perf_counter() - t0, 4)
         writer.append(row)
+        save_state(server_round)  # after the row is on disk: a kill in between redoes the round
         if cfg["progress"]:
             metric = (row["eval"] or {}).get(task.metric)
             shown = f"{task.metric}={metric:.4f}" if metric is not None else ""
@@ -288,13 +357,13 @@ def _verify(verifier, cfg, arrays, server_round, names, replies):
     return ok, rejected
 
 
-def make_server_app(cfg: dict[str, Any]) -> ServerApp:
+def make_server_app(cfg: dict[str, Any], resume: bool = False) -> ServerApp:
     """A ServerApp bound to an already validated config (used by ``fedqnn run``)."""
     server = ServerApp()
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        run_server(grid, cfg)
+        run_server(grid, cfg, resume=resume)
 
     return server
 

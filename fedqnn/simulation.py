@@ -11,7 +11,7 @@ from typing import Any
 
 from fedqnn.config import ConfigError, build_config
 
-__all__ = ["run_simulation_from_config"]
+__all__ = ["run_simulation_from_config", "resume_simulation"]
 
 
 def _quiet_flower() -> None:
@@ -25,11 +25,14 @@ def _quiet_flower() -> None:
     logging.getLogger("flwr").setLevel(logging.WARNING)
 
 
-def run_simulation_from_config(*layers: dict[str, Any] | None, validated: bool = False) -> dict[str, Any]:
+def run_simulation_from_config(
+    *layers: dict[str, Any] | None, validated: bool = False, resume: bool = False
+) -> dict[str, Any]:
     """Validate the config layers, run the simulation, return ``summary.json``'s content.
 
     Raises :class:`ConfigError` before anything starts if the config is bad, and ``RuntimeError``
-    if the run did not complete.
+    if the run did not complete. ``resume``: continue the run in ``cfg['out']`` from its
+    checkpoint (see :func:`resume_simulation`).
     """
     cfg = layers[0] if validated else build_config(*layers)  # type: ignore[assignment]
     assert cfg is not None
@@ -39,6 +42,10 @@ def run_simulation_from_config(*layers: dict[str, Any] | None, validated: bool =
     from clients.qpu_app import app as client_app
     from fedqnn.server_app import make_server_app
 
+    if cfg["qpu"]["calibration_file"]:
+        from fedqnn.noise import load_calibration_file
+
+        load_calibration_file(cfg["qpu"]["calibration_file"])  # a bad file fails before the start
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
@@ -51,7 +58,7 @@ def run_simulation_from_config(*layers: dict[str, Any] | None, validated: bool =
     }
     start = time.perf_counter()
     run_simulation(
-        server_app=make_server_app(cfg),
+        server_app=make_server_app(cfg, resume=resume),
         client_app=client_app,
         num_supernodes=cfg["clients"],
         backend_config=backend_config,  # type: ignore[arg-type]
@@ -61,6 +68,15 @@ def run_simulation_from_config(*layers: dict[str, Any] | None, validated: bool =
     summary = json.loads(summary_path.read_text())
     summary["process_wall_s"] = round(time.perf_counter() - start, 2)
     return summary
+
+
+def resume_simulation(out: str | Path, rounds: int | None = None) -> dict[str, Any]:
+    """Continue the run in ``out`` from its last checkpoint (a killed or finished run), up to
+    ``rounds`` rounds in total (default: the stored config's). The config is the stored one."""
+    from fedqnn.checkpoint import config_for_resume
+
+    cfg = config_for_resume(out, rounds)
+    return run_simulation_from_config(cfg, validated=True, resume=True)
 
 
 def check_out_dir(out: str) -> None:

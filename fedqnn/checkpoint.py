@@ -1,0 +1,311 @@
+"""Crash-safe checkpoints of a run (``DIR/checkpoint/state.zip``), see ``docs/faults.md``.
+
+The server writes one checkpoint before round 1 and one after every round, *after* the round's
+row is in ``metrics.jsonl`` (fsynced). The file is a zip written to a temporary name, fsynced and
+renamed over the previous one, so a kill at any instant leaves either the old or the new
+checkpoint whole. It holds:
+
+* ``state.json``: the format, the last completed round, the config the run used, the byte length
+  and SHA-256 of ``metrics.jsonl`` up to that round, the broker's and the verifier's state, the
+  adversary's replay history (metrics part), the process RNG states (Python ``random``, NumPy's
+  legacy global generator) and the strategy-state kind;
+* ``arrays/<i>``: the global model's arrays, exactly as Flower serialises them (dtype, shape,
+  stype and the raw bytes), in order;
+* ``torch_rng``: ``torch.get_rng_state()``;
+* ``adversary/<node>/<i>``: the arrays of each Byzantine node's remembered update (replay);
+* ``strategy.pkl``: only for strategies from outside the repository that keep state across rounds
+  and offer no ``state_dict()`` (pickled attributes; see :func:`strategy_state`).
+
+Resuming truncates ``metrics.jsonl`` to the recorded length after checking its SHA-256, so the
+rows already written stay byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+__all__ = [
+    "FORMAT", "Checkpoint", "checkpoint_path", "save", "load", "config_for_resume",
+    "strategy_state", "load_strategy_state", "CheckpointError", "RESUMABLE_DIFFS",
+]
+
+FORMAT = "fedqnn-checkpoint/1"
+RESUMABLE_DIFFS = ("rounds", "out", "progress")  # config keys a resume may change
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint, or one that does not match the run or its metrics file."""
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    return Path(out) / "checkpoint" / "state.zip"
+
+
+@dataclass
+class Checkpoint:
+    round: int
+    config: dict[str, Any]
+    arrays: ArrayRecord
+    metrics_bytes: int
+    metrics_sha256: str
+    broker: dict[str, Any] | None = None
+    verifier: dict[str, Any] | None = None
+    adversary: dict[str, RecordDict] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    strategy: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- records <-> zip
+def _arrays_out(zf: zipfile.ZipFile, prefix: str, rec: ArrayRecord) -> list[dict[str, Any]]:
+    meta = []
+    for i, (key, arr) in enumerate(rec.items()):
+        zf.writestr(f"{prefix}/{i}", arr.data)
+        meta.append({"key": key, "dtype": arr.dtype, "shape": list(arr.shape), "stype": arr.stype})
+    return meta
+
+
+def _arrays_in(zf: zipfile.ZipFile, prefix: str, meta: list[dict[str, Any]]) -> ArrayRecord:
+    items = {
+        m["key"]: Array(dtype=m["dtype"], shape=tuple(m["shape"]), stype=m["stype"], data=zf.read(f"{prefix}/{i}"))
+        for i, m in enumerate(meta)
+    }
+    return ArrayRecord(items)  # type: ignore[arg-type]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return {"__bytes__": v.hex()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _unplain(v: Any) -> Any:
+    if isinstance(v, dict) and set(v) == {"__bytes__"}:
+        return bytes.fromhex(v["__bytes__"])
+    if isinstance(v, list):
+        return [_unplain(x) for x in v]
+    return v
+
+
+def _record_out(zf: zipfile.ZipFile, prefix: str, content: RecordDict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in content.items():
+        if isinstance(v, ArrayRecord):
+            out[k] = {"kind": "arrays", "arrays": _arrays_out(zf, f"{prefix}/{k}", v)}
+        elif isinstance(v, MetricRecord):
+            out[k] = {"kind": "metrics", "items": [[kk, _plain(vv)] for kk, vv in v.items()]}
+        elif isinstance(v, ConfigRecord):
+            out[k] = {"kind": "config", "items": [[kk, _plain(vv)] for kk, vv in v.items()]}
+    return out
+
+
+def _record_in(zf: zipfile.ZipFile, prefix: str, meta: dict[str, Any]) -> RecordDict:
+    content = RecordDict()
+    for k, m in meta.items():
+        if m["kind"] == "arrays":
+            content[k] = _arrays_in(zf, f"{prefix}/{k}", m["arrays"])
+        elif m["kind"] == "metrics":
+            content[k] = MetricRecord({kk: _unplain(vv) for kk, vv in m["items"]})
+        else:
+            content[k] = ConfigRecord({kk: _unplain(vv) for kk, vv in m["items"]})
+    return content
+
+
+# ---------------------------------------------------------------------------- RNG states
+def rng_state() -> dict[str, Any]:
+    """Process-wide RNG states (the run derives its streams per round; these are a safety net)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+
+
+def set_rng_state(state: dict[str, Any], torch_state: bytes | None) -> None:
+    if "python" in state:
+        v, internal, gauss = state["python"]
+        random.setstate((v, tuple(internal), gauss))
+    if "numpy" in state:
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if torch_state is not None:
+        import torch
+
+        torch.set_rng_state(torch.frombuffer(bytearray(torch_state), dtype=torch.uint8))
+
+
+# ---------------------------------------------------------------------------- strategies
+def _stateless(strategy: Any) -> bool:
+    """The repository's strategies keep nothing across rounds that the checkpoint must carry:
+    CEAS recomputes everything from the broadcast arrays (``_current`` is set by every
+    ``configure_train``, ``_reports`` is read in the same round), the guarded Flower built-ins
+    (FedAvg, median, trimmed mean, Krum, Multi-Krum, Bulyan) aggregate each round afresh."""
+    return type(strategy).__module__.startswith("strategies.")
+
+
+def strategy_state(strategy: Any) -> tuple[dict[str, Any], bytes | None]:
+    """(JSON part, optional pickle) of a strategy's cross-round state.
+
+    ``state_dict()`` (JSON-able) wins if the strategy has one; the repository's strategies are
+    stateless across rounds; any other strategy's attributes are pickled (those that cannot be
+    pickled are listed in ``unsaved``)."""
+    if hasattr(strategy, "state_dict") and callable(strategy.state_dict):
+        return {"kind": "state_dict", "state": strategy.state_dict()}, None
+    if _stateless(strategy):
+        return {"kind": "none"}, None
+    saved: dict[str, Any] = {}
+    unsaved: list[str] = []
+    for k, v in vars(strategy).items():
+        try:
+            pickle.dumps(v)
+        except Exception:  # noqa: BLE001 - anything unpicklable is left out, and named
+            unsaved.append(k)
+            continue
+        saved[k] = v
+    return {"kind": "pickle", "unsaved": sorted(unsaved)}, pickle.dumps(saved)
+
+
+def load_strategy_state(strategy: Any, meta: dict[str, Any], blob: bytes | None) -> None:
+    kind = meta.get("kind", "none")
+    if kind == "state_dict":
+        strategy.load_state_dict(meta["state"])
+    elif kind == "pickle" and blob is not None:
+        vars(strategy).update(pickle.loads(blob))  # noqa: S301 - the run's own checkpoint
+
+
+# ---------------------------------------------------------------------------- save / load
+def _metrics_digest(path: Path, nbytes: int | None = None) -> tuple[int, str]:
+    data = path.read_bytes() if path.exists() else b""
+    if nbytes is not None:
+        data = data[:nbytes]
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def save(
+    out: str | Path, server_round: int, cfg: dict[str, Any], arrays: ArrayRecord, *,
+    broker: Any = None, verifier: Any = None, adversary_history: dict[str, RecordDict] | None = None,
+    strategy: Any = None,
+) -> Path:
+    """Write the checkpoint of ``server_round`` (0 = before round 1) atomically."""
+    import torch
+
+    path = checkpoint_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbytes, sha = _metrics_digest(Path(out) / "metrics.jsonl")
+    strat_meta, strat_blob = strategy_state(strategy) if strategy is not None else ({"kind": "none"}, None)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        state: dict[str, Any] = {
+            "format": FORMAT,
+            "round": int(server_round),
+            "config": cfg,
+            "metrics_bytes": nbytes,
+            "metrics_sha256": sha,
+            "arrays": _arrays_out(zf, "arrays", arrays),
+            "broker": broker.state_dict() if broker is not None else None,
+            "verifier": verifier.state_dict() if verifier is not None else None,
+            "adversary": {n: _record_out(zf, f"adversary/{n}", c) for n, c in (adversary_history or {}).items()},
+            "rng": rng_state(),
+            "strategy": strat_meta,
+        }
+        zf.writestr("torch_rng", torch.get_rng_state().numpy().tobytes())
+        if strat_blob is not None:
+            zf.writestr("strategy.pkl", strat_blob)
+        zf.writestr("state.json", json.dumps(state, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.zip.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)  # the rename itself survives a power cut
+    finally:
+        os.close(dfd)
+    return path
+
+
+def load(out: str | Path) -> tuple[Checkpoint, bytes | None, bytes | None]:
+    """(checkpoint, torch RNG state, strategy pickle) of the run in ``out``."""
+    path = checkpoint_path(out)
+    if not path.is_file():
+        raise CheckpointError(f"--resume {out}: no checkpoint ({path} is missing); nothing to resume")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            state = json.loads(zf.read("state.json"))
+            if state.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
+            ck = Checkpoint(
+                round=int(state["round"]), config=state["config"],
+                arrays=_arrays_in(zf, "arrays", state["arrays"]),
+                metrics_bytes=int(state["metrics_bytes"]), metrics_sha256=str(state["metrics_sha256"]),
+                broker=state["broker"], verifier=state["verifier"],
+                adversary={n: _record_in(zf, f"adversary/{n}", m) for n, m in state["adversary"].items()},
+                rng=state["rng"], strategy=state["strategy"],
+            )
+            torch_rng = zf.read("torch_rng")
+            blob = zf.read("strategy.pkl") if "strategy.pkl" in zf.namelist() else None
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from exc
+    return ck, torch_rng, blob
+
+
+def truncate_metrics(out: str | Path, ck: Checkpoint) -> None:
+    """Cut ``metrics.jsonl`` back to the checkpointed round, byte for byte (checked by SHA-256)."""
+    path = Path(out) / "metrics.jsonl"
+    n, sha = _metrics_digest(path, ck.metrics_bytes)
+    if n != ck.metrics_bytes or sha != ck.metrics_sha256:
+        raise CheckpointError(
+            f"{path}: its first {ck.metrics_bytes} bytes are not those the checkpoint of round {ck.round} "
+            "recorded (the file was edited or replaced); cannot resume")
+    with path.open("r+b") as fh:
+        fh.truncate(ck.metrics_bytes)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def config_for_resume(out: str | Path, rounds: int | None = None) -> dict[str, Any]:
+    """The config stored in ``out``'s checkpoint, with ``rounds`` (the new total) if given."""
+    from fedqnn.config import ConfigError, validate
+
+    ck, _, _ = load(out)
+    cfg = json.loads(json.dumps(ck.config))
+    if rounds is not None:
+        if rounds < ck.round:
+            raise ConfigError(f"rounds: expected >= {ck.round} (the rounds {out} already completed), got {rounds}")
+        cfg["rounds"] = int(rounds)
+    if Path(cfg["out"]).resolve() != Path(out).resolve():
+        cfg["out"] = str(out)  # the directory was moved: write where it is now
+    return validate(cfg)
+
+
+def check_same_run(stored: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """A resume may change only :data:`RESUMABLE_DIFFS`; anything else is a different run."""
+    from fedqnn.config import flatten
+
+    a, b = flatten(stored), flatten(cfg)
+    diff = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in RESUMABLE_DIFFS and a.get(k) != b.get(k))
+    if diff:
+        raise CheckpointError(
+            "--resume: the checkpoint was written by a run with a different config "
+            f"({', '.join(diff[:6])}); only {', '.join(RESUMABLE_DIFFS)} may change on resume")
