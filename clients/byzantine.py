@@ -13,7 +13,8 @@ that node's own key and the nonce the node was issued, exactly as a colluding in
   shots x 10);
 * ``label-flip`` (data level): done by the client itself (labels y -> 9 - y; operator targets
   s -> -s), see :func:`poison_targets`;
-* ``replay``: the node re-sends its update of an earlier round, re-signed with a fresh nonce;
+* ``replay``: the node re-sends its first (accepted) update in every later round, re-signed with
+  a fresh nonce;
 * ``impersonation``: the node signs its update in the name of an honest node.
 """
 
@@ -111,9 +112,9 @@ class Adversary:
             signer = name
             if self.attack == "replay":
                 old = self._history.get(name)
-                self._history[name] = _copy(content)
-                if old is None:
-                    continue  # nothing to replay yet: the first round goes out honestly
+                if old is None:  # the first round goes out honestly (and is accepted):
+                    self._history[name] = _copy(content)  # that accepted payload is replayed
+                    continue
                 content = _copy(old)
             elif self.attack == "impersonation":
                 victims = [n for n, _ in replies if n not in self.nodes]
