@@ -1,6 +1,7 @@
 """``fedqnn bench spine``: orchestration overhead and simulator speed, side by side in one run.
 
-(a) wall time of one federated round (10 clients) on Flower's Simulation Engine, against
+(a) wall time of one federated round (10 clients, FedAvg, noiseless, no broker or signatures: the
+orchestration alone) on Flower's Simulation Engine, against
 (b) the same clients' local training in one process without Flower, divided by the cores used;
 goal (a)/(b) <= 1.5.  Then the QNN's training throughput (samples/s, forward + backward) for each
 device option next to the plain-torch statevector of the same circuit (the floor); goal: the
@@ -40,7 +41,11 @@ def _flower_vs_plain(args: argparse.Namespace) -> None:
     from fedqnn.tasks import get_task
     from fedqnn.training import train_local
 
-    base: dict[str, Any] = {"clients": args.clients, "rounds": args.rounds, "progress": False, "seed": 0}
+    # orchestration overhead only: the same local training on both sides (FedAvg, noiseless QPUs,
+    # no broker, no signatures, no attackers); the default physics adds its own costs on top
+    base: dict[str, Any] = {"clients": args.clients, "rounds": args.rounds, "progress": False, "seed": 0,
+                            "strategy": "fedavg", "noise": "noiseless", "broker.policy": "off", "auth": "off",
+                            "attack": "none", "byzantine_fraction": 0.0}
     with tempfile.TemporaryDirectory() as out:
         cfg = build_config(base, {"out": out})
         t0 = time.perf_counter()
