@@ -61,19 +61,12 @@ def _local_data(cfg_text: str, partition_id: int, num_partitions: int) -> LocalD
     return get_task(cfg["task"]).client_data(cfg, partition_id, num_partitions)
 
 
-def _model(cfg_text: str):  # a fresh module per call is cheap; the QNode build is what costs
+@lru_cache(maxsize=1)
+def _cached_model(cfg_text: str) -> Any:
+    """The task's model for this config, built once per process (building a QNode is what costs);
+    every instruction reloads its weights from the server's arrays."""
     cfg = _parse_config(cfg_text)
     return get_task(cfg["task"]).build_model(cfg)
-
-
-_MODELS: dict[str, Any] = {}
-
-
-def _cached_model(cfg_text: str):
-    if cfg_text not in _MODELS:
-        _MODELS.clear()
-        _MODELS[cfg_text] = _model(cfg_text)
-    return _MODELS[cfg_text]
 
 
 def signing(msg: Message, context: Context, call_next):

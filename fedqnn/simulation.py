@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fedqnn.config import ConfigError, build_config
+from fedqnn.config import build_config
 
 __all__ = ["run_simulation_from_config", "resume_simulation"]
 
@@ -77,8 +77,3 @@ def resume_simulation(out: str | Path, rounds: int | None = None) -> dict[str, A
 
     cfg = config_for_resume(out, rounds)
     return run_simulation_from_config(cfg, validated=True, resume=True)
-
-
-def check_out_dir(out: str) -> None:
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ConfigError(f"out: {out} exists and is not a directory")

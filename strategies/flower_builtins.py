@@ -87,12 +87,17 @@ class GuardedTrimmedMean(_Guarded, FedTrimmedAvg):
         self.beta = beta
 
 
+def _krum_precondition(rule: str, n: int, f: int) -> None:
+    """Blanchard et al. (2017): Krum's guarantee needs n >= 2f + 3."""
+    if n < 2 * f + 3:
+        raise PreconditionError(f"{rule} needs n >= 2f + 3 (n={n}, f={f})")
+
+
 class GuardedKrum(_Guarded, Krum):
     rule = "krum"
 
     def _precondition(self, n: int, f: int) -> None:
-        if n < 2 * f + 3:
-            raise PreconditionError(f"{self.rule} needs n >= 2f + 3 (n={n}, f={f})")
+        _krum_precondition(self.rule, n, f)
         self.num_malicious_nodes = f
 
 
@@ -100,8 +105,7 @@ class GuardedMultiKrum(_Guarded, MultiKrum):
     rule = "multikrum"
 
     def _precondition(self, n: int, f: int) -> None:
-        if n < 2 * f + 3:
-            raise PreconditionError(f"{self.rule} needs n >= 2f + 3 (n={n}, f={f})")
+        _krum_precondition(self.rule, n, f)
         self.num_malicious_nodes = f
         self.num_nodes_to_select = n - f  # Blanchard et al.: average the n - f best-scored
 
