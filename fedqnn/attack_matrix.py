@@ -148,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
                 m = summary["metrics"].get(metric, {})
                 rows = read_metrics(cfg["out"])
                 rejected = sum(len(r.get("rejected") or []) for r in rows)
-                util = (summary.get("bell_totals") or {}).get("utilization")
+                util = (summary["totals"].get("bell") or {}).get("utilization")
                 all_skipped = all(r.get("skipped") for r in rows)
                 row.update(
                     final_metric="n/a" if all_skipped else m.get("final"),

@@ -92,8 +92,10 @@ class RunWriter:
             "total_wall_s": round(sum(r.get("wall_s") or 0.0 for r in rows), 3),
             "totals": {"rejected": rejected},
         }
-        if extra:
-            summary.update(extra)
+        extra = dict(extra or {})
+        if "bell" in extra:  # run totals of Bell pairs sit beside the rejections
+            summary["totals"]["bell"] = extra.pop("bell")
+        summary.update(extra)
         atomic_write_text(self.out / "summary.json", json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
         try:
             plot_metrics(rows, self.out / "metrics.png", self.metric)

@@ -332,7 +332,7 @@ def run_server(
     extra: dict[str, Any] = {}
     if broker is not None:
         extra["regime"] = broker.regime()
-        extra["bell_totals"] = broker.totals()
+        extra["bell"] = broker.totals()
     summary = writer.summarize(cfg, extra)
     return summary
 

@@ -182,7 +182,7 @@ def test_link_failures_skip_or_shrink_rounds_never_crash(tmp_path: Path) -> None
             assert r["skipped"].startswith(f"{r['num_participants'] - len(r['rejected'])} valid replies < min_replies=3")
         else:
             assert r["num_participants"] >= 3
-    assert summary["rounds_completed"] == 5 and summary["bell_totals"]["rounds"] == 5
+    assert summary["rounds_completed"] == 5 and summary["totals"]["bell"]["rounds"] == 5
 
 
 # ------------------------------------------------------------------------------ calibration file
