@@ -156,8 +156,14 @@ def _copy(content: RecordDict) -> RecordDict:
 
 
 def _resign(cfg: dict[str, Any], content: RecordDict, auth: ConfigRecord, name: str, signer: str) -> None:
-    """Sign with the Byzantine node's own (valid) key; ``signer`` != name is impersonation."""
+    """Sign with the Byzantine node's own (valid) key, and MAC with its own QKD key when the
+    instruction carries one (an insider holds both); ``signer`` != name is impersonation."""
     from fedqnn.security.flower_glue import sign_reply
     from fedqnn.security.keys import simulation_node_key
 
-    sign_reply(content, auth, signer, simulation_node_key(cfg["seed"], name))
+    qkd_key = None
+    if "qkd-epoch" in auth:
+        from fedqnn.security.qkd import client_key_from_config
+
+        qkd_key = client_key_from_config(auth, None, name, cfg["seed"])
+    sign_reply(content, auth, signer, simulation_node_key(cfg["seed"], name), qkd_key)

@@ -66,6 +66,7 @@ class Checkpoint:
     adversary: dict[str, RecordDict] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=dict)
+    qkd: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------- records <-> zip
@@ -199,7 +200,7 @@ def _metrics_digest(path: Path, nbytes: int | None = None) -> tuple[int, str]:
 def save(
     out: str | Path, server_round: int, cfg: dict[str, Any], arrays: ArrayRecord, *,
     broker: Any = None, verifier: Any = None, adversary_history: dict[str, RecordDict] | None = None,
-    strategy: Any = None,
+    strategy: Any = None, qkd: Any = None,
 ) -> Path:
     """Write the checkpoint of ``server_round`` (0 = before round 1) atomically."""
     import torch
@@ -222,6 +223,7 @@ def save(
             "adversary": {n: _record_out(zf, f"adversary/{n}", c) for n, c in (adversary_history or {}).items()},
             "rng": rng_state(),
             "strategy": strat_meta,
+            "qkd": qkd.state_dict() if qkd is not None else None,
         }
         zf.writestr("torch_rng", torch.get_rng_state().numpy().tobytes())
         if strat_blob is not None:
@@ -261,7 +263,7 @@ def load(out: str | Path) -> tuple[Checkpoint, bytes | None, bytes | None]:
                 metrics_bytes=int(state["metrics_bytes"]), metrics_sha256=str(state["metrics_sha256"]),
                 broker=state["broker"], verifier=state["verifier"],
                 adversary={n: _record_in(zf, f"adversary/{n}", m) for n, m in state["adversary"].items()},
-                rng=state["rng"], strategy=state["strategy"],
+                rng=state["rng"], strategy=state["strategy"], qkd=state.get("qkd"),
             )
             torch_rng = zf.read("torch_rng")
             blob = zf.read("strategy.pkl") if "strategy.pkl" in zf.namelist() else None

@@ -112,6 +112,13 @@ FIELDS: dict[str, Field] = {
     "security.registry": _f("", str, "deployment: the public-key registry file (fedqnn keys node); "
                             "empty = simulation keys derived from the seed"),
     "security.max_mb": _f(64.0, float, "largest accepted reply payload (MB)", low=0.001),
+    "qkd.pairs_per_round": _f(2000, int, "auth=qkd: end-to-end pairs every node requests per round while "
+                              "its next key is not ready (key demand; sets broker.key_pairs_per_node)", low=1),
+    "qkd.refresh_every": _f(5, int, "auth=qkd: rounds between key refreshes", low=1),
+    "qkd.key_bits": _f(256, int, "auth=qkd: bits of each HMAC key after privacy amplification", low=64, high=4096),
+    "qkd.eps": _f(1e-10, float, "auth=qkd: failure probability of each of parameter estimation, error "
+                  "correction and privacy amplification", low=0.0, high=0.01, low_open=True),
+    "qkd.f_ec": _f(1.15, float, "auth=qkd: error-correction efficiency (leak = f_ec n h(e))", low=1.0, high=2.0),
     # CEAS consensus
     "ceas.cap": _f(3.0, float, "cap each weight at this multiple of the median weight (0 = no cap)", low=0.0),
     "ceas.filter": _f("stamp", str, "outlier filter before weighting", choices=("stamp", "median", "none")),
@@ -267,6 +274,12 @@ def _validate_broker(section: dict[str, Any], cfg_flat: Mapping[str, Any]) -> di
     if off:
         section["policy"] = "aware"
     section.setdefault("participation", float(cfg_flat.get("fraction_train", FIELDS["fraction_train"].default)))
+    auth = cfg_flat.get("auth", FIELDS["auth"].default)
+    if auth == "qkd":
+        section.setdefault("key_pairs_per_node", cfg_flat.get("qkd.pairs_per_round", FIELDS["qkd.pairs_per_round"].default))
+    elif section.get("key_pairs_per_node"):
+        raise ConfigError("broker.key_pairs_per_node: key demand exists only with auth=qkd (got auth="
+                          f"{auth!r}); leave it 0")
     out = validate_broker_config(section)
     if off:
         out["policy"] = "off"
@@ -326,8 +339,12 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
             "byzantine_fraction: the simulated Byzantine clients re-sign with simulation keys; with "
             "security.registry (a deployment) set byzantine_fraction=0 or attack=none")
     if cfg["auth"] == "qkd":
-        raise ConfigError("auth: 'qkd' needs the entanglement broker's key pairs, not wired into runs in "
-                          "this build; use signed (default) or off")
+        if cfg["broker"]["policy"] == "off":
+            raise ConfigError("auth: 'qkd' draws its key pairs from the entanglement broker; "
+                              "broker.policy must not be 'off'")
+        if cfg["security"]["registry"]:
+            raise ConfigError("auth: 'qkd' is simulation only (deployments use signatures and TLS); "
+                              "unset security.registry or use auth=signed")
     q = cfg["qpu"]
     if q["p_min"] > q["p_max"] or q["r_min"] > q["r_max"]:
         raise ConfigError("qpu: expected p_min <= p_max and r_min <= r_max")

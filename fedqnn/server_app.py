@@ -121,6 +121,17 @@ def _auth_setup(cfg: dict[str, Any], node_names: list[str], flower_run_id: int |
     return Verifier(registry, run_id=run_id, seed=cfg["seed"])
 
 
+def _qkd_setup(cfg: dict[str, Any]):
+    """The per-node key manager for ``auth=qkd`` (None otherwise); see :mod:`fedqnn.security.qkd`."""
+    if cfg["auth"] != "qkd":
+        return None
+    from fedqnn.security.qkd import QkdKeyManager
+
+    q = cfg["qkd"]
+    return QkdKeyManager(cfg["seed"], refresh_every=q["refresh_every"], key_bits=q["key_bits"], eps=q["eps"],
+                         f_ec=q["f_ec"])
+
+
 def _spec(cfg: dict[str, Any], arrays: ArrayRecord):
     from fedqnn.security.validator import ValidationSpec, template_from_arrays
 
@@ -195,6 +206,7 @@ def run_server(
         strategy.bind_nodes(names)
     test_sets = task.test_data(cfg)
     verifier = _auth_setup(cfg, node_names, flower_run_id)
+    qkd = _qkd_setup(cfg)
     broker = None
     if cfg["broker"]["policy"] != "off":
         from fedqnn.network.broker import Broker
@@ -218,6 +230,8 @@ def run_server(
             broker.load_state_dict(ck.broker)
         if verifier is not None and ck.verifier is not None:
             verifier.load_state_dict(ck.verifier)
+        if qkd is not None and ck.qkd is not None:
+            qkd.load_state_dict(ck.qkd)
         adversary._history = dict(ck.adversary)
         checkpoint.load_strategy_state(strategy, ck.strategy, strategy_blob)
         checkpoint.set_rng_state(ck.rng, torch_rng)
@@ -227,7 +241,7 @@ def run_server(
         writer.reset(0)
     save_state = lambda rnd: checkpoint.save(  # noqa: E731
         cfg["out"], rnd, cfg, arrays, broker=broker, verifier=verifier,
-        adversary_history=adversary._history, strategy=strategy)
+        adversary_history=adversary._history, strategy=strategy, qkd=qkd)
     save_state(first_round - 1)
 
     for server_round in range(first_round, cfg["rounds"] + 1):
@@ -236,11 +250,23 @@ def run_server(
         eligible = broker.eligible(server_round) if broker is not None else node_names
         selected = _select(cfg, eligible, server_round) if eligible else []
         unserved: list[str] = []
+        qkd_events: list[dict[str, str]] = []
         if broker is not None:
             if broker.cfg["policy"] == "oracle" and server_round < cfg["rounds"]:
                 nxt = _select(cfg, node_names, server_round + 1)  # the oracle is told future demand
                 broker.announce(server_round + 1, {n: broker.cfg["pairs_per_node"] for n in nxt})
-            svc = broker.serve_round(server_round, selected, broker.cfg["pairs_per_node"])
+            key_demand = None
+            if qkd is not None:  # fixed per-round key demand of every node whose next key is not ready
+                key_demand = {n: cfg["qkd"]["pairs_per_round"] for n in node_names if qkd.demand(n, server_round)}
+            svc = broker.serve_round(server_round, selected, broker.cfg["pairs_per_node"], extra_demand=key_demand)
+            if qkd is not None:
+                for n, (count, bell) in svc.key_pairs.items():
+                    qkd.deposit(n, count, bell)
+                qkd_events = qkd.step(server_round, node_names)
+                for ev in qkd_events:
+                    log(INFO, "fedqnn: round %s: the key exchange of %s aborted (QBER too high); its update "
+                        "falls back to the signature", server_round, ev["node"])
+                qkd.sync_verifier(verifier)
             served = set(svc.served_nodes)
             unserved = [n for n in selected if n not in served]
             selected = [n for n in selected if n in served]
@@ -256,7 +282,9 @@ def run_server(
             from fedqnn.security.flower_glue import add_auth_config
 
             for m in messages:
-                add_auth_config(verifier, m.content, server_round, names[m.metadata.dst_node_id])
+                node = names[m.metadata.dst_node_id]
+                add_auth_config(verifier, m.content, server_round, node,
+                                qkd_public=qkd.public_config(node) if qkd is not None else None)
         timeout = cfg["faults"]["reply_timeout"] or None
         replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
         replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
@@ -286,7 +314,7 @@ def run_server(
         }
         events = [{"node": n, "event": "no-reply"} for n in failed]
         events += [{"node": n, "event": "bell-unserved"} for n in unserved]
-        events += attack_events
+        events += attack_events + qkd_events
         if events:
             row["events"] = events
         skipped = None

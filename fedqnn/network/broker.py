@@ -9,7 +9,8 @@
     broker.totals(); broker.state_dict(); broker.load_state_dict(d)
 
 A round is a window of ``round_duration`` simulated seconds split into ``steps_per_round``
-steps. The round's demand (participants x pairs + extra) arrives at the window's start and
+steps (with key demand, ``key_pairs_per_node > 0``, at least 2 D / median cut-off budget steps,
+at most 20000, so a step stays below the pairs' lifetime). The round's demand (participants x pairs + extra) arrives at the window's start and
 must be delivered by ``deadline_fraction`` of it; the rest of the window prepares the next
 round. Everything random comes from one seeded generator whose state is saved with the
 broker, so a run (and a resumed run) repeats exactly.
@@ -51,6 +52,8 @@ class Service:
     availability: float
     decision_s: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+    key_pairs: dict[str, tuple[int, tuple[float, float, float, float]]] = field(default_factory=dict)
+    """Key-distribution pairs per node: (count, mean Bell-diagonal weights (Phi+, Phi-, Psi+, Psi-))."""
 
 
 class Broker:
@@ -173,8 +176,8 @@ class Broker:
                 )
             self.T_scale = cfg["target_R"] / R1
         # round duration: explicit, or calibrated so that the expected load is target_rho
-        q = cfg["pairs_per_node"]
-        raw_per_round = cfg["participation"] * q * float((self.mult * self.hops * self.usable).sum())
+        q = cfg["participation"] * cfg["pairs_per_node"] + cfg["key_pairs_per_node"]
+        raw_per_round = q * float((self.mult * self.hops * self.usable).sum())
         if cfg["round_duration"] is not None:
             self.D = float(cfg["round_duration"])
         else:
@@ -182,6 +185,13 @@ class Broker:
                 raise ConfigError("broker.target_rho: needs pairs_per_node > 0 and a usable path")
             self.D = raw_per_round / (cfg["target_rho"] * float(self.rate.sum()))
         self.steps = int(cfg["steps_per_round"])
+        if cfg["key_pairs_per_node"] > 0:
+            # key demand stretches the round far beyond the cut-offs: refine the time step so that
+            # it stays at most half the median cut-off budget (else pairs expire within one step)
+            cut = self.cut_rel_budget * self.T_scale
+            cut = cut[np.isfinite(cut) & (cut > 0)]
+            if cut.size:
+                self.steps = max(self.steps, min(20000, math.ceil(2.0 * self.D / float(np.median(cut)))))
         self.dt = self.D / self.steps
         self.deadline_steps = max(1, int(round(cfg["deadline_fraction"] * self.steps)))
         budget_s = self.cut_rel_budget * self.T_scale
@@ -389,10 +399,12 @@ class Broker:
     ) -> Service:
         """Advance one round window, deliver what the fixed demand asks for, and record it.
 
-        ``demand_per_node`` pairs for every participant plus ``extra_demand`` (e.g. key pairs,
-        counted as ``key_pairs`` when delivered). ``priority`` (learning value per node)
-        orders requests when links are contended. Returns the fully served nodes and the
-        fidelities delivered per node.
+        ``demand_per_node`` pairs for every participant plus ``extra_demand`` (key pairs, any
+        node; counted as ``key_pairs`` when delivered). Update pairs come first: key pairs are
+        delivered only from what is left after every pending update request at each step, so
+        key distribution never pushes a participant out. ``priority`` (learning value per node)
+        orders requests when links are contended. Returns the participants whose update demand
+        was fully served, the fidelities delivered per participant, and the key pairs.
         """
         import time as _time
 
@@ -417,14 +429,16 @@ class Broker:
         sel = np.zeros(self.n_nodes, dtype=bool)
         for n in participants:
             sel[self._index[n]] = True
-        req = np.where(sel, int(demand_per_node), 0).astype(np.int64)
+        req_upd = np.where(sel, int(demand_per_node), 0).astype(np.int64)
         extra_v = np.zeros(self.n_nodes, dtype=np.int64)
         for n, k in extra.items():
             extra_v[self._index[n]] = k
-        req = req + extra_v
+        req = req_upd + extra_v
         quota = self.cfg["quota"]
-        allowed = req if quota is None else np.minimum(req, quota)
+        allowed = req_upd if quota is None else np.minimum(req_upd, quota)
+        allowed_key = extra_v if quota is None else np.minimum(extra_v, np.maximum(quota - allowed, 0))
         pending = np.where(self.usable, allowed, 0).astype(np.int64)
+        kpending = np.where(self.usable, allowed_key, 0).astype(np.int64)
 
         # learn demand statistics, then plan the next round's stock
         self.sel_count += sel
@@ -441,14 +455,25 @@ class Broker:
         rank[order] = np.arange(self.n_nodes)
         order = rank
         delivered: dict[str, list[float]] = {}
+        key_deliv: dict[str, list[float]] = {}
         node_raw = np.zeros(self.n_nodes, dtype=np.int64)
-        self._deliver(pending, order, delivered, node_raw)
+        key_raw = np.zeros(self.n_nodes, dtype=np.int64)
+        key_w = np.zeros((self.n_nodes, 4))
+
+        def deliver_both() -> None:
+            if pending.any():
+                self._deliver(pending, order, delivered, node_raw)
+            if kpending.any():  # second tier: only what the update requests left
+                self._deliver(kpending, order, key_deliv, key_raw, key_w)
+
+        deliver_both()
         for s in range(1, self.steps + 1):
             in_window = s <= self.deadline_steps
-            pend_link = self.link_sum(pending * self.mult).astype(np.int64) if in_window else np.zeros(self.n_links, dtype=np.int64)
+            pend_link = (self.link_sum((pending + kpending) * self.mult).astype(np.int64) if in_window
+                         else np.zeros(self.n_links, dtype=np.int64))
             self.inv.step(self.policy.want(self, pend_link, self.steps - s), self.rng)
-            if in_window and pending.any():
-                self._deliver(pending, order, delivered, node_raw)
+            if in_window:
+                deliver_both()
         self.time += self.D
         decision_s = _time.perf_counter() - t_start
 
@@ -458,9 +483,11 @@ class Broker:
         self.inv.up = np.where(up, u >= self.cfg["outage_prob"], u < self.cfg["outage_recovery"])
 
         end = self._counters()
-        n_deliv = np.array([len(delivered.get(n, ())) for n in self.node_names], dtype=np.int64)
-        key_pairs = int(np.minimum(n_deliv, extra_v).sum())
-        fids = [f for fs in delivered.values() for f in fs]
+        n_upd = np.array([len(delivered.get(n, ())) for n in self.node_names], dtype=np.int64)
+        n_key = np.array([len(key_deliv.get(n, ())) for n in self.node_names], dtype=np.int64)
+        n_deliv = n_upd + n_key
+        key_pairs = int(n_key.sum())
+        fids = [f for fs in (*delivered.values(), *key_deliv.values()) for f in fs]
         rec: dict[str, Any] = {k: end[k] - start[k] for k in ("generated", "used_raw", "expired", "wasted")}
         rec["stored"] = int(self.inv.stored.sum())
         rec["key_pairs"] = key_pairs
@@ -479,14 +506,17 @@ class Broker:
                 led["requested"] += int(req[i])
                 led["delivered"] += int(n_deliv[i])
         self.announced.pop(rnd, None)
-        served_nodes = [n for i, n in enumerate(self.node_names) if sel[i] and n_deliv[i] >= req[i]]
+        served_nodes = [n for i, n in enumerate(self.node_names) if sel[i] and n_upd[i] >= req_upd[i]]
+        keys = {n: (int(n_key[i]), tuple(float(x) for x in key_w[i] / n_key[i]))
+                for i, n in enumerate(self.node_names) if n_key[i]}
         return Service(
             round=rnd,
             served_nodes=served_nodes,
             delivered={n: delivered.get(n, []) for n in participants},
-            requested={n: int(req[self._index[n]]) for n in participants},
+            requested={n: int(req_upd[self._index[n]]) for n in participants},
             availability=availability,
             decision_s=decision_s,
+            key_pairs=keys,  # type: ignore[arg-type]
         )
 
     @staticmethod
@@ -553,7 +583,10 @@ class Broker:
         order: NDArray[np.int64],
         delivered: dict[str, list[float]],
         node_raw: NDArray[np.int64],
+        bell_sum: NDArray[np.float64] | None = None,
     ) -> None:
+        """Hand over what ``_grants`` allows; ``bell_sum`` (nodes, 4), if given, accumulates
+        the Bell-diagonal weights of each node's delivered pairs."""
         grant = self._grants(pending, order)
         if not grant.any():
             return
@@ -616,6 +649,8 @@ class Broker:
         np.subtract.at(pending, pair_node[done], 1)
         use = ok & good
         np.add.at(node_raw, pair_node[use], raw_per_pair[use])
+        if bell_sum is not None:
+            np.add.at(bell_sum, pair_node[use], physics.weights_from_characters(c_e2e[use]))
         fid_use, node_use = fid[use], pair_node[use]  # pair_node is sorted
         cnt = np.bincount(node_use, minlength=self.n_nodes)
         ends = np.cumsum(cnt)
@@ -667,7 +702,7 @@ class Broker:
         if self.rounds_done:
             raw_rate = self._req_raw_total / (self.rounds_done * self.D)
         else:
-            q = self.cfg["participation"] * self.cfg["pairs_per_node"]
+            q = self.cfg["participation"] * self.cfg["pairs_per_node"] + self.cfg["key_pairs_per_node"]
             raw_rate = q * float((self.mult * self.hops * self.usable).sum()) / self.D
         return {"R": R, "rho": raw_rate / float(self.rate.sum()), "F_min": float(self.cfg["F_min"])}
 

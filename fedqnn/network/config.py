@@ -76,6 +76,9 @@ BROKER_FIELDS: dict[str, BrokerField] = {
                      "demand rate / generation rate equals this", low=0.0, low_open=True,
                      nullable=True),
     "pairs_per_node": _b(4, int, "end-to-end pairs each participant needs per round", low=0),
+    "key_pairs_per_node": _b(0, int, "end-to-end pairs every node may request per round for key "
+                             "distribution (auth=qkd sets it); delivered after the update pairs and "
+                             "counted in the load that calibrates round_duration", low=0),
     "participation": _b(0.5, float, "expected fraction of nodes selected per round (planning "
                         "prior and rho calibration; the broker learns the real rate)",
                         low=0.0, high=1.0, low_open=True),

@@ -187,3 +187,24 @@ def test_aware_beats_oblivious_at_short_coherence() -> None:
         o = run_broker({**cfg, "policy": "oblivious"}, 30, 15, seed=seed)
         assert a["utilization"] > o["utilization"]
         assert a["served"] >= o["served"]
+
+
+def test_key_demand_is_second_tier_and_never_pushes_a_participant_out() -> None:
+    """Update pairs are delivered before key pairs: a key demand far above what the links can
+    make leaves every participant's update demand served, and only key pairs go short."""
+    names = [f"node-{i}" for i in range(8)]
+    plain = Broker.from_config({**SMALL, "outage_prob": 0.0}, names, 3)
+    keyed = Broker.from_config({**SMALL, "outage_prob": 0.0, "key_pairs_per_node": 50}, names, 3)
+    assert keyed.D > plain.D  # the key demand is part of the load that sets the round duration
+    assert keyed.steps >= 2 * keyed.D / np.median(keyed.budget_cutoff_s[np.isfinite(keyed.budget_cutoff_s)]) - 1
+    part = names[:4]
+    svc = keyed.serve_round(1, part, 2, extra_demand={n: 10**6 for n in names})
+    rec = keyed.round_record(1)
+    assert sorted(svc.served_nodes) == sorted(part)
+    assert svc.requested == {n: 2 for n in part}  # the participants' update demand only
+    assert rec["requested"] == 4 * 2 + 8 * 10**6  # keys included, as the contract says
+    assert 0 < rec["key_pairs"] < 8 * 10**6 and rec["delivered"] == 4 * 2 + rec["key_pairs"]
+    counts = {n: c for n, (c, _) in svc.key_pairs.items()}
+    assert sum(counts.values()) == rec["key_pairs"]
+    for _, bell in svc.key_pairs.values():  # mean Bell-diagonal state of the key pairs
+        assert abs(sum(bell) - 1) < 1e-9 and bell[0] >= keyed.cfg["F_min"] - 1e-9

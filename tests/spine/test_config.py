@@ -51,3 +51,15 @@ def test_parse_set_types_and_errors():
         "a": 1, "b": 0.5, "c": True, "d": "fedavg", "e": "x y"}
     with pytest.raises(ConfigError, match="key=value"):
         parse_set(["novalue"])
+
+
+def test_qkd_config_sets_the_key_demand_and_refuses_what_cannot_work():
+    cfg = build_config({"auth": "qkd", "qkd.pairs_per_round": 1234})
+    assert cfg["broker"]["key_pairs_per_node"] == 1234
+    assert build_config({})["broker"]["key_pairs_per_node"] == 0
+    with pytest.raises(ConfigError, match=r"^auth: .*broker.policy"):
+        build_config({"auth": "qkd", "broker.policy": "off"})
+    with pytest.raises(ConfigError, match=r"^broker.key_pairs_per_node: .*auth=qkd"):
+        build_config({"broker.key_pairs_per_node": 10})
+    with pytest.raises(ConfigError, match=r"^qkd.key_bits"):
+        build_config({"auth": "qkd", "qkd.key_bits": 8})
