@@ -4,11 +4,12 @@
                          [--policies aware,oblivious,random] [--seeds 1,2] [--clients N]
                          [--rounds R] [--task NAME] --out DIR
 
-Every cell is one ``fedqnn.run`` with the same physics (noise, broker, auth) and only the named
+Every cell is one federated run with the same physics (noise, broker, auth) and only the named
 factors changed. Rules that take f get f = ceil(fraction x participants); a cell whose
 precondition fails for the planned participants (Krum/MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3,
 trimmed mean f/n < 1/2) is written as ``n/a`` and not run. Finished cells (rows already in
-``DIR/results.csv``) are skipped on a rerun. Outputs: ``results.csv``, ``heatmap.png`` (final
+``DIR/results.csv``) are skipped on a rerun. All cells run one after another on **one**
+Simulation Engine runtime (:func:`fedqnn.simulation.run_batch`): its start-up is paid once. Outputs: ``results.csv``, ``heatmap.png`` (final
 metric, mean over seeds), ``curves.png`` (metric per round) and each cell's run directory under
 ``DIR/cells/``.
 
@@ -102,8 +103,8 @@ def _done(path: Path) -> set[tuple[str, ...]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    import fedqnn
-    from fedqnn.results import read_metrics
+    from fedqnn.simulation import run_batch
+    from fedqnn.tasks import get_task
 
     grid, base = _grid(args)
     out = Path(args.out)
@@ -122,45 +123,61 @@ def main(args: argparse.Namespace) -> int:
     done = _done(results)
     new = not results.exists()
     total = len(cells)
+    position = {cell: i for i, cell in enumerate(cells, 1)}
     with results.open("a", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=COLUMNS)
         if new:
             wr.writeheader()
-        for i, cell in enumerate(cells, 1):
+        to_run = []
+        for cell in cells:
             s, p, a, fr, seed = cell
-            key = (s, p, a, str(float(fr)), str(int(seed)))
-            if key in done:
+            if (s, p, a, str(float(fr)), str(int(seed))) in done:
                 continue
             cfg = cfgs[cell]
-            from fedqnn.tasks import get_task
-
-            metric = get_task(cfg["task"]).metric
             n = max(1, int(round(cfg["fraction_train"] * cfg["clients"])))
             f = int(math.ceil(fr * n - 1e-9))
             why = precondition(s, n, f)
-            row: dict[str, Any] = {"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr,
-                                   "seed": seed, "metric": metric}
             if why:
-                row.update(final_metric="n/a", best_metric="n/a", rejected="n/a", utilization="n/a")
-                print(f"[{i}/{total}] {s} / {a} @ {fr}: n/a ({why})", flush=True)
+                wr.writerow({"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed,
+                             "metric": get_task(cfg["task"]).metric, "final_metric": "n/a", "best_metric": "n/a",
+                             "rejected": "n/a", "utilization": "n/a"})
+                fh.flush()
+                print(f"[{position[cell]}/{total}] {s} / {a} @ {fr}: n/a ({why})", flush=True)
             else:
-                summary = fedqnn.run(cfg)
-                m = summary["metrics"].get(metric, {})
-                rows = read_metrics(cfg["out"])
-                rejected = sum(len(r.get("rejected") or []) for r in rows)
-                util = (summary["totals"].get("bell") or {}).get("utilization")
-                all_skipped = all(r.get("skipped") for r in rows)
-                row.update(
-                    final_metric="n/a" if all_skipped else m.get("final"),
-                    best_metric="n/a" if all_skipped else m.get("best"),
-                    rejected=rejected, utilization="n/a" if util is None else util,
-                )
-                print(f"[{i}/{total}] {s} / {p} / {a} @ {fr} seed {seed}: {metric} final {row['final_metric']}",
-                      flush=True)
-            wr.writerow(row)
+                to_run.append(cell)
+        by_out = {cfgs[c]["out"]: c for c in to_run}
+
+        def record(cfg: dict[str, Any], summary: dict[str, Any]) -> None:
+            cell = by_out[cfg["out"]]
+            wr.writerow(_row(cell, cfg, summary))
             fh.flush()
+            s, p, a, fr, seed = cell
+            print(f"[{position[cell]}/{total}] {s} / {p} / {a} @ {fr} seed {seed}: done in "
+                  f"{summary.get('process_wall_s', 0):.0f} s", flush=True)
+
+        if to_run:
+            print(f"attack-matrix: {len(to_run)} runs on one simulation runtime "
+                  f"({total - len(to_run)} done or n/a)", flush=True)
+            run_batch([cfgs[c] for c in to_run], record)
     plot(out)
     return 0
+
+
+def _row(cell: tuple[Any, ...], cfg: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    from fedqnn.results import read_metrics
+    from fedqnn.tasks import get_task
+
+    s, p, a, fr, seed = cell
+    metric = get_task(cfg["task"]).metric
+    m = summary["metrics"].get(metric, {})
+    rows = read_metrics(cfg["out"])
+    rejected = sum(len(r.get("rejected") or []) for r in rows)
+    util = (summary["totals"].get("bell") or {}).get("utilization")
+    all_skipped = all(r.get("skipped") for r in rows)
+    return {"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed, "metric": metric,
+            "final_metric": "n/a" if all_skipped else m.get("final"),
+            "best_metric": "n/a" if all_skipped else m.get("best"),
+            "rejected": rejected, "utilization": "n/a" if util is None else util}
 
 
 def plot(out: Path) -> None:

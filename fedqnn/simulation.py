@@ -6,12 +6,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fedqnn.config import build_config
 
-__all__ = ["run_simulation_from_config", "resume_simulation"]
+__all__ = ["run_simulation_from_config", "resume_simulation", "run_batch"]
 
 
 def _quiet_flower() -> None:
@@ -51,11 +52,7 @@ def run_simulation_from_config(
     summary_path = out / "summary.json"
     if summary_path.exists():
         summary_path.unlink()
-    backend_config = {
-        "client_resources": {"num_cpus": cfg["num_cpus_per_client"], "num_gpus": 0.0},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "num_gpus": 0, "logging_level": logging.ERROR,
-                      "log_to_driver": False, "include_dashboard": False},
-    }
+    backend_config = _backend_config(cfg)
     start = time.perf_counter()
     run_simulation(
         server_app=make_server_app(cfg, resume=resume),
@@ -68,6 +65,72 @@ def run_simulation_from_config(
     summary = json.loads(summary_path.read_text())
     summary["process_wall_s"] = round(time.perf_counter() - start, 2)
     return summary
+
+
+def _backend_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "client_resources": {"num_cpus": cfg["num_cpus_per_client"], "num_gpus": 0.0},
+        "init_args": {"num_cpus": os.cpu_count() or 1, "num_gpus": 0, "logging_level": logging.ERROR,
+                      "log_to_driver": False, "include_dashboard": False},
+    }
+
+
+def run_batch(
+    cfgs: list[dict[str, Any]], on_done: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Run validated configs one after another on **one** Simulation Engine runtime.
+
+    The runtime's start-up (10-25 s) is paid once instead of per run: one ServerApp whose main
+    calls the round loop of each config in turn on the same grid. This works because fedqnn's
+    clients take their whole config from each instruction (nothing is fixed at client start).
+    All configs must share ``clients`` and ``num_cpus_per_client`` (the runtime's shape).
+    ``on_done(cfg, summary)`` is called after each run (e.g. to append a results row, so a killed
+    batch resumes where it stopped). Returns the summaries; raises ``RuntimeError`` naming the
+    run that failed.
+    """
+    if not cfgs:
+        return []
+    shape = {(c["clients"], c["num_cpus_per_client"]) for c in cfgs}
+    if len(shape) != 1:
+        raise ValueError(f"run_batch: every config needs the same clients and num_cpus_per_client, got {sorted(shape)}")
+    _quiet_flower()
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    from clients.qpu_app import app as client_app
+    from fedqnn.server_app import run_server
+
+    summaries: list[dict[str, Any]] = []
+    failure: list[BaseException] = []
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Any) -> None:
+        for cfg in cfgs:
+            out = Path(cfg["out"])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "summary.json").unlink(missing_ok=True)
+            start = time.perf_counter()
+            try:
+                run_server(grid, cfg)
+                summary = json.loads((out / "summary.json").read_text())
+                summary["process_wall_s"] = round(time.perf_counter() - start, 2)
+                summaries.append(summary)
+                if on_done is not None:
+                    on_done(cfg, summary)
+            except BaseException as exc:  # noqa: BLE001 - reported after the runtime stops
+                failure.append(RuntimeError(f"run {cfg['out']} failed: {exc!r}"))
+                failure[-1].__cause__ = exc
+                return
+
+    first = cfgs[0]
+    run_simulation(server_app=server, client_app=client_app, num_supernodes=first["clients"],
+                   backend_config=_backend_config(first))  # type: ignore[arg-type]
+    if failure:
+        raise failure[0]
+    if len(summaries) != len(cfgs):
+        raise RuntimeError(f"run_batch: only {len(summaries)} of {len(cfgs)} runs completed (see the log above)")
+    return summaries
 
 
 def resume_simulation(out: str | Path, rounds: int | None = None) -> dict[str, Any]:
