@@ -7,7 +7,7 @@
 Every cell is one federated run with the same physics (noise, broker, auth) and only the named
 factors changed. Rules that take f get f = ceil(fraction x participants); a cell whose
 precondition fails for the planned participants (Krum/MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3,
-trimmed mean f/n < 1/2) is written as ``n/a`` and not run. Finished cells (rows already in
+trimmed mean f/n < 1/2, NNM-CC n > 2f) is written as ``n/a`` and not run. Finished cells (rows already in
 ``DIR/results.csv``) are skipped on a rerun. All cells run one after another on **one**
 Simulation Engine runtime (:func:`fedqnn.simulation.run_batch`): its start-up is paid once. Outputs: ``results.csv``, ``heatmap.png`` (final
 metric, mean over seeds), ``curves.png`` (metric per round) and each cell's run directory under
@@ -33,7 +33,7 @@ __all__ = ["add_arguments", "main", "precondition", "COLUMNS"]
 COLUMNS = ["strategy", "policy", "attack", "byzantine_fraction", "seed", "metric", "final_metric",
            "best_metric", "rejected", "utilization"]
 
-DEFAULT_STRATEGIES = "ceas,fedavg,krum,multikrum,median,trimmed-mean,bulyan"
+DEFAULT_STRATEGIES = "ceas,fedavg,krum,multikrum,median,trimmed-mean,bulyan,nnm-cc"
 DEFAULT_ATTACKS = "alie,ipm,min-max,sign-flip,gaussian,mimic"
 
 
@@ -56,6 +56,8 @@ def precondition(strategy: str, n: int, f: int) -> str | None:
         return f"{strategy} needs n >= 2f + 3 (n={n}, f={f})"
     if strategy == "bulyan" and n < 4 * f + 3:
         return f"bulyan needs n >= 4f + 3 (n={n}, f={f})"
+    if strategy == "nnm-cc" and n <= 2 * f:
+        return f"nnm-cc needs n > 2f (n={n}, f={f})"
     if strategy == "trimmed-mean" and n and f / n >= 0.5:
         return f"trimmed-mean needs f/n < 1/2 (n={n}, f={f})"
     return None

@@ -3,7 +3,8 @@
 A strategy is named by
 
 * a registry name (``fedavg``, ``krum``, ``multikrum``, ``median``, ``trimmed-mean``, ``bulyan``,
-  and ``ceas`` once registered by :mod:`strategies.ceas`);
+  ``nnm-cc`` (NNM + centred clipping, :mod:`strategies.nnm_cc`), and ``ceas`` once registered by
+  :mod:`strategies.ceas`);
 * ``module:Class`` (or ``module.Class``): any subclass of ``flwr.serverapp.strategy.Strategy``,
   built with ``Class.from_fedqnn_config(cfg)`` if it defines that classmethod, else ``Class()``;
 * an entry point in the group ``fedqnn.strategies`` (its object is a class or a factory
@@ -42,6 +43,9 @@ def byzantine_f(cfg: dict[str, Any], participants: int) -> int:
 
 
 def _builtin_registry() -> None:
+    from strategies.nnm_cc import build_nnm_cc
+
+    REGISTRY.setdefault("nnm-cc", build_nnm_cc)
     # The CEAS strategy registers itself when its module is importable.
     try:
         importlib.import_module("strategies.ceas")

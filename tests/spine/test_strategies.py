@@ -44,3 +44,20 @@ def test_robust_rules_check_their_preconditions(name, n, ok):
     else:
         with pytest.raises(PreconditionError, match=r"n >= \d?f \+ 3"):
             strat.aggregate_train(1, replies)
+
+
+def test_nnm_cc_resists_outliers_that_move_the_mean_and_checks_n_gt_2f():
+    cfg = build_config({"strategy": "nnm-cc", "byzantine_fraction": 0.2})
+    strat = build_strategy(cfg)
+    rng = np.random.default_rng(0)
+    honest = [_reply(i + 1, 1.0 + 0.01 * rng.standard_normal(), 64) for i in range(8)]
+    byz = [_reply(9 + i, 100.0, 64) for i in range(2)]  # f = ceil(0.2 x 10) = 2
+    arrays, _ = strat.aggregate_train(1, honest + byz)
+    agg = arrays.to_numpy_ndarrays()[0]
+    assert agg.shape == (3,) and agg.dtype == np.float32
+    assert np.all(np.abs(agg - 1.0) < 0.05)  # FedAvg would give ~20.8
+    mean, _ = build_strategy(build_config({"strategy": "fedavg"})).aggregate_train(1, honest + byz)
+    assert np.all(mean.to_numpy_ndarrays()[0] > 15)
+    with pytest.raises(PreconditionError, match="n > 2f"):
+        build_strategy(build_config({"strategy": "nnm-cc", "byzantine_fraction": 0.5})).aggregate_train(
+            1, [_reply(1, 0.0, 64), _reply(2, 1.0, 64)])
