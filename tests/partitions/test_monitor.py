@@ -85,10 +85,14 @@ def test_escalation_is_bounded_and_a_recovery_relaxes_nothing_backwards():
         if 100 <= t < 200:
             m["fidelity"] -= 0.1  # a long fidelity drop, then recovery
         mon.update(m)
-    ks = [a for a in mon.history if a.knob == "k"]
-    assert ks and all(a.new < a.old for a in ks[: len([a for a in ks if a.cycle < 200])])
+    moves = [(a.knob, a.old, a.new) for a in mon.history]
+    # k down at once, once more after the dwell, bounded by k_min; the drop is accepted as the
+    # new normal after `accept` cycles; the recovery is one relaxation back toward nominal
+    assert moves == [("k", 3, 2), ("k", 2, 1), ("k", 1, 2)]
+    c = [a.cycle for a in mon.history]
+    assert 100 < c[0] <= 104 and c[1] - c[0] == cfg.dwell and 200 < c[2] <= 205
     assert mon.knobs.k >= cfg.k_bounds[0]
-    assert direction_changes(mon.history) <= 1  # at most the one relaxation back toward nominal
+    assert direction_changes(mon.history) == 1
 
 
 def test_direction_changes_counts_reversals():
