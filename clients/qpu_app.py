@@ -12,6 +12,10 @@ Messages:
   partition-id)), reply with the new arrays and metrics ``num-examples``, ``train_loss``,
   ``partition-id``.
 * ``evaluate``: metrics of the received model on the local data.
+
+Partitioned runs (``partition`` = unitary | circuit, docs/partitions.md): the instruction's config
+record also carries ``partition-k`` (the round's rank budget, applied as the cut mask) and
+``partition-epochs``; ``circuit`` replies add ``schmidt_rank/<cut>`` and ``schmidt_bound/<cut>``.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from flwr.clientapp import ClientApp
 from clients.byzantine import DATA_ATTACKS, byzantine_nodes, poison_targets
 from fedqnn.config import validate
 from fedqnn.noise import calibration_for
+from fedqnn.partitions.federated import RECORD_EPOCHS, apply_round, kind_of, schmidt_metrics
 from fedqnn.tasks import LocalData, get_task
 from fedqnn.training import set_threads, train_local, train_local_half_shots
 
 __all__ = ["app", "node_identity", "config_from_message"]
 
 CONFIG_RECORD = "fedqnn"
+SCHMIDT_PROBES = 4  # local inputs whose noiseless final states give the measured Schmidt ranks
 
 
 def node_identity(context: Context) -> tuple[int, int]:
@@ -99,6 +105,12 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
     task = get_task(cfg["task"])
     model = _cached_model(cfg_text)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    partitioned = kind_of(cfg) != "data"
+    if partitioned:  # the round's rank budget (cut mask) and local epochs, decided by the server
+        record = msg.content[CONFIG_RECORD]
+        apply_round(model, record)
+        if RECORD_EPOCHS in record:
+            cfg = {**cfg, "train": {**cfg["train"], "epochs": int(record[RECORD_EPOCHS])}}
     data = _local_data(cfg_text, pid, num)
     if cfg["attack"] in DATA_ATTACKS and f"node-{pid}" in byzantine_nodes(cfg, [f"node-{i}" for i in range(num)]):
         data = LocalData(data.x, poison_targets(cfg, data.target, 10 if task.kind == "classification" else None), data.y)
@@ -120,6 +132,8 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
     }
     if half_diff is not None:
         metrics["half_diff"] = half_diff
+    if partitioned:  # circuit partitions: measured Schmidt rank and its bound per cut (CONTRACTS)
+        metrics.update(schmidt_metrics(model, data.x[:SCHMIDT_PROBES]))
     return model, cfg, metrics
 
 
@@ -144,6 +158,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     task = get_task(cfg["task"])
     model = _cached_model(cfg_text)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    apply_round(model, msg.content[CONFIG_RECORD])
     data = _local_data(cfg_text, pid, num)
     if task.kind == "operator":
         sets = {task.metric: data}

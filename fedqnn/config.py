@@ -137,6 +137,38 @@ FIELDS: dict[str, Field] = {
     "byzantine_fraction": _f(0.2, float, "fraction of Byzantine clients, 0 = none (robust rules take "
                              "f = ceil(fraction x n))", low=0.0, high=0.5),
     "attack": _f("alie", str, "what the Byzantine clients do (fedqnn run --set attack=NAME; 'none' = honest)"),
+    # partitions (issue 9, docs/partitions.md); `--set partition=circuit` is `partition.kind`
+    "partition.kind": _f("data", str, "how the circuit is spread over QPUs: data (each QPU runs the whole "
+                         "circuit), unitary (layer blocks, state teleported), circuit (register split, "
+                         "gate teleportation); set it as `partition`", choices=("data", "unitary", "circuit")),
+    "partition.qpus": _f(2, int, "unitary: QPUs sharing the layers (<= model.layers); circuit: QPUs "
+                         "sharing the register when partition.qpu_qubits is 0", low=1, high=64),
+    "partition.qpu_qubits": _f(0, int, "circuit: qubits per QPU (< model.qubits); 0 = use partition.qpus",
+                               low=0, high=64),
+    "partition.pair_fidelity": _f(0.0, float, "Werner fidelity F of the pairs spent at the cuts; 0 = the "
+                                  "broker's F_min (0.96 with broker.policy=off)",
+                                  check=lambda v: None if v == 0.0 or 0.25 <= v <= 1.0
+                                  else "expected 0 (use the broker's F_min) or a fidelity in [0.25, 1]"),
+    "partition.method": _f("auto", str, "simulation of the cut noise: trajectory, density or auto "
+                           "(density up to 6 qubits)", choices=("auto", "trajectory", "density")),
+    "partition.rank": _f("adaptive", (str, int), "circuit: Schmidt-rank budget 2^k as k enabled cut gates "
+                         "per cut, an integer k >= 0, or 'adaptive' (the server's rule each round)",
+                         check=lambda v: None if v == "adaptive" or (isinstance(v, int) and not isinstance(v, bool)
+                                                                     and v >= 0)
+                         else "expected 'adaptive' or an integer k >= 0"),
+    "partition.k_min": _f(1, int, "adaptive rank: smallest k the rule may choose", low=0, high=64),
+    "partition.k_max": _f(6, int, "adaptive rank: largest k the rule may choose", low=0, high=64),
+    "partition.memory_bytes": _f(float(2**30), float, "adaptive rank: simulation memory budget (bytes)",
+                                 low=0.0, low_open=True),
+    "partition.analytic_shots": _f(1000, int, "shots an analytic (shots = 0) QPU is charged in the "
+                                   "Bell-pair accounting", low=1),
+    "partition.rate": _f(0.0, float, "end-to-end pairs/s a client gets for the partition window D = M / "
+                         "(rho r); 0 = the broker's end-to-end rate of that node (100 with the broker off)",
+                         low=0.0),
+    "partition.monitor": _f(False, bool, "real-time adaptation monitor: adjusts k and the local epochs "
+                            "from eval error, bell.served and the delivered fidelity"),
+    "partition.placement": _f("auto", str, "scheduler placing the sub-circuit tasks on QPUs each round "
+                              "(a fedqnn.scheduling method) or 'off'"),
     # data
     "data.samples_per_client": _f(64, int, "training samples per client", low=1),
     "data.test_samples": _f(200, int, "held-out samples evaluated on the server", low=1),
@@ -149,6 +181,10 @@ FIELDS: dict[str, Field] = {
 }
 
 
+# Scalar spellings of a table's main key (CONTRACTS: `partition` is data | unitary | circuit).
+ALIASES: dict[str, str] = {"partition": "partition.kind"}
+
+
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dict -> ``{"a.b": value}``."""
     out: dict[str, Any] = {}
@@ -156,6 +192,8 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and f"{name}" not in FIELDS:
             out.update(flatten(value, prefix=f"{name}."))
+        elif name in ALIASES:  # `partition = "circuit"` is the table `partition` with kind = circuit
+            out[ALIASES[name]] = value
         else:
             out[name] = value
     return out
@@ -348,6 +386,41 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
     q = cfg["qpu"]
     if q["p_min"] > q["p_max"] or q["r_min"] > q["r_max"]:
         raise ConfigError("qpu: expected p_min <= p_max and r_min <= r_max")
+    _check_partition(cfg)
+
+
+def _check_partition(cfg: dict[str, Any]) -> None:
+    """Cross checks of the ``partition`` table (issue 9; docs/partitions.md)."""
+    part = cfg["partition"]
+    kind = part["kind"]
+    if kind == "data":
+        if part["rank"] != "adaptive":
+            raise ConfigError("partition.rank: a rank budget applies to partition=circuit only (got partition=data)")
+        if part["monitor"]:
+            raise ConfigError("partition.monitor: adapts a partitioned circuit; needs partition=unitary or circuit")
+        return
+    m = cfg["model"]
+    if m["device"] != "torch":
+        raise ConfigError(f"partition: {kind!r} is simulated on model.device='torch' (Bell-pair noise at the "
+                          f"cuts); got model.device={m['device']!r}")
+    if m["classical"]:
+        raise ConfigError(f"partition: {kind!r} splits the quantum layer, but model.classical=true replaces it")
+    if kind != "circuit" and part["rank"] != "adaptive":
+        raise ConfigError(f"partition.rank: a rank budget applies to partition=circuit only (got {kind!r})")
+    if part["k_min"] > part["k_max"]:
+        raise ConfigError(f"partition.k_min: expected <= partition.k_max ({part['k_max']}), got {part['k_min']}")
+    if part["placement"] != "off":
+        from fedqnn.scheduling.registry import available_methods
+
+        if part["placement"] not in available_methods():
+            raise ConfigError(f"partition.placement: expected off or one of {', '.join(available_methods())}; "
+                              f"got {part['placement']!r}")
+    from fedqnn.partitions.federated import spec_from_config
+
+    try:
+        spec_from_config(cfg)
+    except ValueError as exc:  # make_partition's messages name partition.*
+        raise ConfigError(str(exc)) from exc
 
 
 def _check_device(name: str) -> None:

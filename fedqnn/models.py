@@ -140,6 +140,12 @@ def _quantum_or_classical(cfg: dict[str, Any], seed: int) -> nn.Module:
     m = cfg["model"]
     if m["classical"]:
         return ClassicalSurrogate(m["qubits"], m["layers"], seed=seed, hidden=m["classical_hidden"])
+    from fedqnn.partitions.federated import kind_of
+
+    if kind_of(cfg) != "data":  # unitary / circuit: same `weights` (L, n, 3), same init (issue 9)
+        from fedqnn.partitions.federated import build_layer
+
+        return build_layer(cfg, seed)
     return QuantumLayer(m["qubits"], m["layers"], m["device"], m["diff_method"], m["shots"], seed=seed)
 
 

@@ -24,6 +24,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from fedqnn.config import ConfigError, build_config
+from fedqnn.partitions.federated import apply_round, kind_of, rows_from_metrics
 from fedqnn.results import RunWriter
 from fedqnn.seeding import derive_seed, rng
 from fedqnn.tasks import get_task
@@ -212,6 +213,11 @@ def run_server(
         from fedqnn.network.broker import Broker
 
         broker = Broker.from_config(cfg["broker"], node_names, cfg["seed"])
+    planner = None
+    if kind_of(cfg) != "data":  # partitions (issue 9): rank, Bell-pair accounting, placement, monitor
+        from fedqnn.partitions.federated import PartitionPlanner
+
+        planner = PartitionPlanner(cfg, node_names, broker)
     from clients.byzantine import Adversary
 
     adversary = Adversary(cfg, node_names)
@@ -236,6 +242,10 @@ def run_server(
         checkpoint.load_strategy_state(strategy, ck.strategy, strategy_blob)
         checkpoint.set_rng_state(ck.rng, torch_rng)
         first_round = ck.round + 1
+        if planner is not None:  # the rank rule's history and the monitor, from the rows kept
+            from fedqnn.results import read_metrics
+
+            planner.replay(read_metrics(cfg["out"]), task.metric, task.direction)
         log(INFO, "fedqnn: resuming %s after round %s of %s", cfg["out"], ck.round, cfg["rounds"])
     else:
         writer.reset(0)
@@ -276,7 +286,9 @@ def run_server(
                 SelectedGrid(grid, [by_name[n] for n in selected]),  # type: ignore[arg-type]
             )
         ) if selected else []
-        run_record = ConfigRecord({"config": cfg_text, "server-round": server_round})
+        plan = planner.plan(server_round, selected) if planner is not None else None
+        run_record = ConfigRecord({"config": cfg_text, "server-round": server_round,
+                                   **(plan.record if plan is not None else {})})
         messages = [_personalise(m, {CONFIG_RECORD: run_record}) for m in messages]
         if verifier is not None:
             from fedqnn.security.flower_glue import add_auth_config
@@ -339,12 +351,22 @@ def run_server(
             row["skipped"] = skipped
         if server_round % cfg["server_eval_every"] == 0 or server_round == cfg["rounds"]:
             model.load_state_dict(arrays.to_torch_state_dict())
+            if plan is not None:
+                apply_round(model, plan.record)
             row["eval"] = task.evaluate(model, test_sets)
             history.append(row["eval"][task.metric])
         if broker is not None:
             if row["rejected"]:
                 broker.charge_rejected(server_round, sorted({r["node"] for r in row["rejected"]}, key=_name_key))
             row["bell"] = broker.round_record(server_round)
+            if plan is not None:  # extension: the partition's pairs, accounted analytically
+                row["bell"]["partition_requested"] = plan.row["pairs_total"]
+        if plan is not None:
+            row["partition"] = plan.row
+            row.update(rows_from_metrics(m.content["metrics"] for m in ok))  # schmidt_rank, schmidt_bound
+            adjustments = planner.observe(row, task.metric, task.direction)
+            if adjustments:
+                row["partition"]["adjustments"] = adjustments
         row["wall_s"] = round(time.perf_counter() - t0, 4)
         writer.append(row)
         save_state(server_round)  # after the row is on disk: a kill in between redoes the round
@@ -361,6 +383,12 @@ def run_server(
     if broker is not None:
         extra["regime"] = broker.regime()
         extra["bell"] = broker.totals()
+    if planner is not None:
+        from fedqnn.results import read_metrics
+
+        prows = [r["partition"] for r in read_metrics(cfg["out"]) if r.get("partition")]
+        extra["partition"] = {"pairs_total": sum(int(r["pairs_total"]) for r in prows),
+                              "simulated_s": round(sum(float(r["round_s"]) for r in prows), 3)}
     summary = writer.summarize(cfg, extra)
     return summary
 
