@@ -56,6 +56,15 @@ class Service:
     """Key-distribution pairs per node: (count, mean Bell-diagonal weights (Phi+, Phi-, Psi+, Psi-))."""
 
 
+@dataclass
+class _RoundContext:
+    """Per-round constants of the delivery passes (see :meth:`Broker._round_context`)."""
+
+    path_up: NDArray[np.bool_]
+    by_link_node: NDArray[np.int64]
+    by_link_link: NDArray[np.int64]
+
+
 class Broker:
     """Bell pairs as a perishable inventory on a quantum network (CEAS Definitions 2 and 3)."""
 
@@ -112,6 +121,7 @@ class Broker:
             for h, (u, v) in enumerate(zip(p[:-1], p[1:])):
                 self.path_links[i, h] = link_id[(u, v) if u < v else (v, u)]
         self._valid_hop = self.path_links < L
+        self._path_links_t = np.ascontiguousarray(self.path_links.T)  # (H, N): fast per-path min
         self._flat_node = np.repeat(np.arange(N), self.hops)
         self._flat_link = self.path_links[self._valid_hop]
         self._links_of = [self.path_links[i, : self.hops[i]] for i in range(N)]
@@ -337,14 +347,14 @@ class Broker:
         self.announced[int(rnd)] = {str(k): int(v) for k, v in demand.items()}
 
     def _path_up(self) -> NDArray[np.bool_]:
-        up = np.append(self.inv.up, True)[self.path_links]
-        return up.all(axis=1)
+        up = np.append(self.inv.up, True)[self._path_links_t]
+        return up.all(axis=0)
 
     def _path_min(self, per_link: NDArray[Any]) -> NDArray[np.float64]:
         ext = np.empty(self.n_links + 1)
         ext[:-1] = per_link
         ext[-1] = np.inf
-        return ext[self.path_links].min(axis=1)
+        return ext[self._path_links_t].min(axis=0)
 
     # ------------------------------------------------------------------ eligibility
     def _servable(self, age_aware: bool) -> NDArray[np.bool_]:
@@ -460,11 +470,13 @@ class Broker:
         key_raw = np.zeros(self.n_nodes, dtype=np.int64)
         key_w = np.zeros((self.n_nodes, 4))
 
+        ctx = self._round_context(order)
+
         def deliver_both() -> None:
             if pending.any():
-                self._deliver(pending, order, delivered, node_raw)
+                self._deliver(pending, order, delivered, node_raw, ctx=ctx)
             if kpending.any():  # second tier: only what the update requests left
-                self._deliver(kpending, order, key_deliv, key_raw, key_w)
+                self._deliver(kpending, order, key_deliv, key_raw, key_w, ctx=ctx)
 
         deliver_both()
         for s in range(1, self.steps + 1):
@@ -527,54 +539,105 @@ class Broker:
         rec["mean_consumed_fidelity"] = rec["_fid_sum"] / rec["delivered"] if rec["delivered"] else None
 
     # ------------------------------------------------------------------ delivery
-    def _grants(self, pending: NDArray[np.int64], rank: NDArray[np.int64]) -> NDArray[np.int64]:
+    def _round_context(self, rank: NDArray[np.int64]) -> _RoundContext:
+        """What stays fixed while one round is served: which paths are up (links change state
+        only between rounds) and the (node, link) path entries ordered by link, then rank."""
+        srt = np.lexsort((rank[self._flat_node], self._flat_link))
+        return _RoundContext(
+            path_up=self._path_up(),
+            by_link_node=self._flat_node[srt],
+            by_link_link=self._flat_link[srt],
+        )
+
+    def _grants(
+        self,
+        pending: NDArray[np.int64],
+        rank: NDArray[np.int64],
+        ctx: _RoundContext | None = None,
+    ) -> NDArray[np.int64]:
         """End-to-end pairs each node can get now: proportional water-filling, then greedy.
 
         ``rank[i]`` is node i's priority (0 first). The greedy phase hands one pair per round
         to the nodes in rank order that still fit on every link of their path (vectorised
-        with per-link prefix sums in rank order).
+        with per-link prefix sums in rank order). ``ctx`` is the round's
+        :meth:`_round_context` (built here if not given).
+
+        Only the nodes with a servable request take part (a node whose need is zero never
+        receives a grant nor adds demand to a link), so every per-node array below is over
+        those nodes; the arithmetic is the same as over all nodes, element by element, and
+        the per-link sums add whole numbers, so the grants are exactly the same.
         """
-        avail = np.where(self.inv.up, self.inv.stored, 0).astype(np.int64)
-        m = self.mult
-        need = np.where(self._path_up(), pending, 0).astype(np.int64)
-        need = np.where(self._path_min(avail) >= m, need, 0)
+        if ctx is None:
+            ctx = self._round_context(rank)
+        L, m = self.n_links, self.mult
         grant = np.zeros(self.n_nodes, dtype=np.int64)
-        if not need.any():
+        act = np.flatnonzero((pending > 0) & ctx.path_up)
+        if not act.size:
             return grant
+        avail = np.where(self.inv.up, self.inv.stored, 0).astype(np.int64)
+        ext = np.empty(L + 1)  # per-link values with +inf on the padding link L
+        ext[L] = np.inf
+        plt = self._path_links_t[:, act]  # (hops, active nodes)
+
+        def path_min(per_link: NDArray[Any]) -> NDArray[np.float64]:
+            ext[:L] = per_link
+            return ext[plt].min(axis=0)
+
+        keep = path_min(avail) >= m[act]
+        if not keep.all():
+            act, plt = act[keep], plt[:, keep]
+            if not act.size:
+                return grant
+        need = pending[act].astype(np.int64)
+        m_a = m[act]
+        pl = self.path_links[act]
+        fl = pl[pl < L]  # the active nodes' path links, node by node (as in link_sum)
+        fn = np.repeat(np.arange(act.size), self.hops[act])
+
+        def link_sum(per_act: NDArray[np.int64]) -> NDArray[np.float64]:
+            return np.bincount(fl, weights=per_act[fn], minlength=L)
+
+        done = False
         for _ in range(3):
-            dem = self.link_sum(need * m)
+            dem = link_sum(need * m_a)
             with np.errstate(divide="ignore", invalid="ignore"):
                 share = np.where(dem > 0, np.minimum(1.0, avail / dem), 1.0)
-            g = np.floor(need * self._path_min(share) + 1e-9).astype(np.int64)
+            g = np.floor(need * path_min(share) + 1e-9).astype(np.int64)
             if not g.any():
                 break
-            avail -= self.link_sum(g * m).astype(np.int64)
+            avail -= link_sum(g * m_a).astype(np.int64)
             need -= g
-            grant += g
+            grant[act] += g
             if not need.any():
-                return grant
-        fn, fl = self._flat_node, self._flat_link
-        for _ in range(8):  # leftovers from rounding: one pair at a time, in rank order
-            cand = (need > 0) & (self._path_min(avail) >= m)
-            if not cand.any():
+                done = True
                 break
-            e = cand[fn]
-            en, el = fn[e], fl[e]
-            srt = np.lexsort((rank[en], el))
-            en, el = en[srt], el[srt]
+        if done:
+            return grant
+        fn_s, fl_s = ctx.by_link_node, ctx.by_link_link
+        cand = np.zeros(self.n_nodes, dtype=bool)
+        for _ in range(8):  # leftovers from rounding: one pair at a time, in rank order
+            cand_a = (need > 0) & (path_min(avail) >= m_a)
+            if not cand_a.any():
+                break
+            cand[:] = False
+            cand[act[cand_a]] = True
+            e = cand[fn_s]
+            en, el = fn_s[e], fl_s[e]  # candidates' entries, by link then rank
             w = m[en]
             cum = np.cumsum(w)
             start = np.searchsorted(el, el, side="left")
             within = cum - (cum[start] - w[start])
             bad = np.zeros(self.n_nodes, dtype=bool)
             bad[en[within > avail[el]]] = True
-            g = (cand & ~bad).astype(np.int64)
-            if not g.any():
+            g_full = cand & ~bad
+            if not g_full.any():
                 first = np.nonzero(cand)[0]
-                g[first[np.argmin(rank[first])]] = 1
-            avail -= self.link_sum(g * m).astype(np.int64)
+                g_full[first[np.argmin(rank[first])]] = True
+            ge = g_full[en]
+            avail -= np.bincount(el[ge], weights=w[ge], minlength=L).astype(np.int64)
+            g = g_full[act].astype(np.int64)
             need -= g
-            grant += g
+            grant[act] += g
         return grant
 
     def _deliver(
@@ -584,24 +647,28 @@ class Broker:
         delivered: dict[str, list[float]],
         node_raw: NDArray[np.int64],
         bell_sum: NDArray[np.float64] | None = None,
+        ctx: _RoundContext | None = None,
     ) -> None:
         """Hand over what ``_grants`` allows; ``bell_sum`` (nodes, 4), if given, accumulates
         the Bell-diagonal weights of each node's delivered pairs."""
-        grant = self._grants(pending, order)
-        if not grant.any():
+        grant = self._grants(pending, order, ctx)
+        granted = np.flatnonzero(grant)
+        if not granted.size:
             return
         m, L = self.mult, self.n_links
         # one entry per (node, hop) with units = raw pairs drawn from that hop's link
-        units_nh = np.where(self._valid_hop, (grant * m)[:, None], 0)
-        ent_node, ent_hop = np.nonzero(units_nh > 0)
-        ent_link = self.path_links[ent_node, ent_hop]
-        ent_units = units_nh[ent_node, ent_hop]
+        pl = self.path_links[granted]
+        units_nh = np.where(pl < L, (grant[granted] * m[granted])[:, None], 0)
+        ent_row, ent_hop = np.nonzero(units_nh)
+        ent_node = granted[ent_row]
+        ent_link = pl[ent_row, ent_hop]
+        ent_units = units_nh[ent_row, ent_hop]
         usage = np.bincount(ent_link, weights=ent_units, minlength=L).astype(np.int64)
         _, removed, age_b = self.inv.take_oldest(usage)
         # ages of the removed pairs, per used link oldest first, concatenated in link order
         age_idx = np.repeat(age_b, removed)
         link_start = np.concatenate([[0], np.cumsum(usage)[:-1]])
-        srt = np.lexsort((ent_node, ent_link))
+        srt = np.argsort(ent_link, kind="stable")  # by link, then node (entries are node-sorted)
         ent_node, ent_hop, ent_link, ent_units = ent_node[srt], ent_hop[srt], ent_link[srt], ent_units[srt]
         csum = np.cumsum(ent_units)
         first = csum - ent_units
@@ -621,41 +688,48 @@ class Broker:
         hop_chars = np.ones((n_pairs, self.max_hops, 3))
         p_ok = np.ones(n_pairs)
         single = u_m == 1
-        hop_chars[u_pair[single], ent_hop[unit_ent][single]] = chars[single]
-        if (~single).any():  # purified hops: units 2j, 2j+1 of an entry form one input pair
+        u_hop = ent_hop[unit_ent]
+        if single.all():
+            hop_chars[u_pair, u_hop] = chars
+        else:  # purified hops: units 2j, 2j+1 of an entry form one input pair
+            hop_chars[u_pair[single], u_hop[single]] = chars[single]
             idx = np.nonzero(~single)[0]
             a, b = idx[0::2], idx[1::2]
             pc, pp = physics.purify_characters(chars[a], chars[b], self.cfg["purify_protocol"])
-            hop_chars[u_pair[a], ent_hop[unit_ent][a]] = pc
+            hop_chars[u_pair[a], u_hop[a]] = pc
             np.multiply.at(p_ok, u_pair[a], pp)
-        pair_node = np.repeat(np.arange(self.n_nodes), grant)
+        pair_node = np.repeat(granted, grant[granted])
         c_e2e = np.prod(hop_chars, axis=1)
         fid = physics.fidelity_from_characters(c_e2e)
         p_ok *= self.cfg["swap_success"] ** (self.hops[pair_node] - 1)
         ok = self.rng.random(n_pairs) < p_ok
         good = fid >= self.cfg["F_min"] - 1e-12
-        raw_per_pair = (m * self.hops)[pair_node]
+        use = ok & good
         # ledger per link: each unit follows its pair's fate
-        fate_unit = np.where(ok & good, 0, np.where(ok, 1, 2))[u_pair]  # 0 used, 1 low F, 2 failed
+        fate_unit = np.where(use, 0, np.where(ok, 1, 2))[u_pair]  # 0 used, 1 low F, 2 failed
         per_link = lambda sel: np.bincount(u_link[sel], minlength=L)  # noqa: E731
         self.inv.used_raw += per_link(fate_unit == 0)
         self.inv.wasted += per_link(fate_unit == 2)
         if self.policy.age_aware:
             self.inv.expired += per_link(fate_unit == 1)  # caught before hand-over: discarded
-            done = ok & good
+            done = use
         else:
             self.inv.wasted += per_link(fate_unit == 1)  # handed over blindly below F_min
             done = ok
         np.subtract.at(pending, pair_node[done], 1)
-        use = ok & good
-        np.add.at(node_raw, pair_node[use], raw_per_pair[use])
+        node_use = pair_node[use]  # sorted by node
+        np.add.at(node_raw, node_use, (m * self.hops)[node_use])
         if bell_sum is not None:
-            np.add.at(bell_sum, pair_node[use], physics.weights_from_characters(c_e2e[use]))
-        fid_use, node_use = fid[use], pair_node[use]  # pair_node is sorted
-        cnt = np.bincount(node_use, minlength=self.n_nodes)
-        ends = np.cumsum(cnt)
-        for i in np.nonzero(cnt)[0]:
-            delivered.setdefault(self.node_names[i], []).extend(fid_use[ends[i] - cnt[i] : ends[i]].tolist())
+            np.add.at(bell_sum, node_use, physics.weights_from_characters(c_e2e[use]))
+        # each node's delivered fidelities, in pair order
+        fid_use = fid[use].tolist()
+        nodes, cnt = np.unique(node_use, return_counts=True)
+        ends = np.cumsum(cnt).tolist()
+        names = self.node_names
+        lo = 0
+        for i, hi in zip(nodes.tolist(), ends):
+            delivered.setdefault(names[i], []).extend(fid_use[lo:hi])
+            lo = hi
 
     # ------------------------------------------------------------------ records
     def charge_rejected(self, rnd: int, nodes: list[str]) -> None:

@@ -81,13 +81,20 @@ class Inventory:
         rows = self._rows if rows is None else rows
         k = int(steps)
         cut = self.cutoff[rows]
+        out = self.stored[rows].copy()
         if k <= 0:
-            return self.stored[rows].copy()
-        cols = (self.now - cut[:, None] + 1 + np.arange(k)[None, :]) % self.n_cols
-        old = self.counts[rows[:, None], cols]
-        # columns beyond the youngest birth (k > cut) would wrap onto young pairs: mask them
-        old = np.where(np.arange(k)[None, :] < cut[:, None], old, 0)
-        out = self.stored[rows] - old.sum(axis=1)
+            return out
+        # only links whose oldest possible stored pair is born inside the k oldest admissible
+        # birth steps can lose any (``head`` bounds the oldest stored birth from below)
+        first = self.now - cut + 1  # oldest admissible birth step
+        scan = np.flatnonzero((out > 0) & (cut >= k + 1) & (self.head[rows] < first + k))
+        if scan.size:
+            C = self.n_cols
+            ar = np.arange(k)
+            cols = (first[scan] % C)[:, None] + ar  # k <= cut < C: wraps at most once
+            cols[cols >= C] -= C
+            # k < cut here, so all k columns are admissible births
+            out[scan] -= self.counts[rows[scan][:, None], cols].sum(axis=1)
         return np.where(cut >= k + 1, out, 0)
 
     # ------------------------------------------------------------------ dynamics
@@ -134,51 +141,66 @@ class Inventory:
             left -= self.generated - before
 
     def take_oldest(
-        self, usage: IntArray, window: int = 32
+        self, usage: IntArray, window: int = 8
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """Remove ``usage[e]`` pairs from each link, oldest first.
 
         Returns ``(rows, removed, ages)`` with one entry per removed batch: the link, how many
         pairs, and their age index, ordered by link and then oldest first. Scans ``window``
-        birth steps at a time from each link's oldest admissible birth step.
+        birth steps at a time from each link's oldest admissible birth step, doubling the
+        window for the links that still need pairs (most requests are met within a few
+        birth steps; the result does not depend on ``window``).
         """
         usage = np.asarray(usage, dtype=np.int64)
         rows = np.nonzero(usage)[0]
         if rows.size and np.any(usage[rows] > self.stored[rows]):
             raise ValueError("take_oldest: usage exceeds the stock of a link")
         C = self.n_cols
-        window = min(window, C)  # distinct columns within a window
+        flat = self.counts.reshape(-1)  # a view: counts is C-contiguous
         left = usage[rows].copy()
         # oldest birth step that may hold a pair: admissible by age and not emptied before
         start = np.maximum(self.now - self.cutoff[rows] + 1, self.head[rows])
+        span = int((self.now - start).max(initial=-1)) + 1  # births after `now` hold nothing
         out_r, out_n, out_a, out_o = [], [], [], []
         offset = 0
         act = np.arange(rows.size)
-        while act.size:
+        passes = 0
+        while act.size and offset < span:
+            w = min(window, C, span - offset)  # distinct columns within a window
             r = rows[act]
-            births = start[act, None] + offset + np.arange(window)[None, :]
-            inside = births <= self.now
-            cols = births % C
-            h = np.where(inside, self.counts[r[:, None], cols], 0)
+            births = (start[act] + offset)[:, None] + np.arange(w)
+            c0 = (start[act] + offset) % C
+            cols = c0[:, None] + np.arange(w)
+            cols[cols >= C] -= C
+            idx = (r * C)[:, None] + cols
+            h = flat[idx]
+            h[births > self.now] = 0
             prev = np.cumsum(h, axis=1) - h
-            take = np.clip(left[act, None] - prev, 0, h)
-            self.counts[r[:, None], cols] -= take
+            take = np.minimum(np.maximum(left[act, None] - prev, 0), h)
+            flat[idx] -= take  # the indices are distinct (distinct links, w <= C columns)
             nz_i, nz_j = np.nonzero(take)
+            bb = births[nz_i, nz_j]
             out_r.append(r[nz_i])
             out_n.append(take[nz_i, nz_j])
-            out_a.append(self.now - births[nz_i, nz_j] + 1)
-            out_o.append(births[nz_i, nz_j])
+            out_a.append(self.now - bb + 1)
+            out_o.append(bb)
             # everything older than the last column taken from is now empty
-            self.head[r[nz_i]] = np.maximum(self.head[r[nz_i]], births[nz_i, nz_j])
+            self.head[r[nz_i]] = np.maximum(self.head[r[nz_i]], bb)
             left[act] -= take.sum(axis=1)
-            offset += window
+            offset += w
+            window *= 2
+            passes += 1
             act = act[left[act] > 0]
         self.stored[rows] -= usage[rows]
         if not out_r:
             e = np.zeros(0, dtype=np.int64)
             return e, e, e
-        r, n, a, o = (np.concatenate(x) for x in (out_r, out_n, out_a, out_o))
-        order = np.lexsort((o, r))  # by link, then birth step (oldest first)
+        if passes == 1:  # one pass: already by link, then birth step
+            return out_r[0], out_n[0], out_a[0]
+        r, n, a = (np.concatenate(x) for x in (out_r, out_n, out_a))
+        # by link, then birth step (oldest first): passes scan later births, so a stable sort
+        # by link keeps each link's batches in birth order
+        order = np.argsort(r, kind="stable")
         return r[order], n[order], a[order]
 
     def discard(self, mask: NDArray[np.bool_]) -> None:
