@@ -188,7 +188,7 @@ def report(out: Path) -> None:
         ax[0, 0].plot(r, [np.mean([num(x, "test_rel_l2") for x in g]) for g in rs], "o-", label=lab)
         ax[0, 1].plot(r, [np.mean([num(x, "train_cpu_s") for x in g]) for g in rs], "o-", label=lab)
         ax[1, 0].plot(r, [np.mean([num(x, "peak_mem_mb") for x in g]) for g in rs], "o-", label=lab)
-        ax[1, 1].plot(r, [num(g[0], "bell_pairs") for g in rs], "o-", label=lab)
+        ax[1, 1].plot(r, [num(g[0], "bell_pairs") or np.nan for g in rs], "o-", label=lab)  # k = 0: none
     for a, t in zip(ax.flat, ("test rel. L2 error", "training CPU s", "peak memory growth (MB)",
                               "Bell pairs consumed (training)"), strict=True):
         a.set_xscale("log", base=2)
