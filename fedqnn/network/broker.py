@@ -65,6 +65,44 @@ class _RoundContext:
     by_link_link: NDArray[np.int64]
 
 
+class _Deliveries:
+    """The end-to-end pairs one round hands over, gathered pass by pass (one tier).
+
+    Each delivery pass adds the receiving node of every pair (sorted) and its fidelity;
+    :meth:`finish` turns them into per-node counts and fidelity lists. The lists keep the
+    order of delivery, and :attr:`fids_in_order` lists every fidelity node by node, nodes in
+    the order of their first delivery (the order the round's fidelity sum is taken in).
+    """
+
+    def __init__(self, n_nodes: int) -> None:
+        self.n_nodes = n_nodes
+        self._nodes: list[NDArray[np.int64]] = []
+        self._fids: list[NDArray[np.float64]] = []
+        self.counts = np.zeros(n_nodes, dtype=np.int64)
+        self.lists: dict[int, list[float]] = {}
+        self.fids_in_order: list[float] = []
+
+    def add(self, nodes: NDArray[np.int64], fids: NDArray[np.float64]) -> None:
+        if nodes.size:
+            self._nodes.append(nodes)
+            self._fids.append(fids)
+
+    def finish(self) -> None:
+        if not self._nodes:
+            return
+        nodes, fids = np.concatenate(self._nodes), np.concatenate(self._fids)
+        self.counts = np.bincount(nodes, minlength=self.n_nodes)
+        perm = np.argsort(nodes, kind="stable")  # by node, in delivery order within a node
+        got = np.flatnonzero(self.counts)
+        cnt = self.counts[got]
+        ends = np.cumsum(cnt)
+        starts = ends - cnt
+        by_node = fids[perm].tolist()
+        self.lists = {int(i): by_node[a:b] for i, a, b in zip(got, starts.tolist(), ends.tolist())}
+        first = np.argsort(perm[starts])  # nodes in the order of their first delivery
+        self.fids_in_order = [f for g in first.tolist() for f in self.lists[int(got[g])]]
+
+
 class Broker:
     """Bell pairs as a perishable inventory on a quantum network (CEAS Definitions 2 and 3)."""
 
@@ -464,8 +502,8 @@ class Broker:
         rank = np.empty(self.n_nodes, dtype=np.int64)
         rank[order] = np.arange(self.n_nodes)
         order = rank
-        delivered: dict[str, list[float]] = {}
-        key_deliv: dict[str, list[float]] = {}
+        delivered = _Deliveries(self.n_nodes)
+        key_deliv = _Deliveries(self.n_nodes)
         node_raw = np.zeros(self.n_nodes, dtype=np.int64)
         key_raw = np.zeros(self.n_nodes, dtype=np.int64)
         key_w = np.zeros((self.n_nodes, 4))
@@ -495,11 +533,12 @@ class Broker:
         self.inv.up = np.where(up, u >= self.cfg["outage_prob"], u < self.cfg["outage_recovery"])
 
         end = self._counters()
-        n_upd = np.array([len(delivered.get(n, ())) for n in self.node_names], dtype=np.int64)
-        n_key = np.array([len(key_deliv.get(n, ())) for n in self.node_names], dtype=np.int64)
+        delivered.finish()
+        key_deliv.finish()
+        n_upd, n_key = delivered.counts, key_deliv.counts
         n_deliv = n_upd + n_key
         key_pairs = int(n_key.sum())
-        fids = [f for fs in (*delivered.values(), *key_deliv.values()) for f in fs]
+        fids = delivered.fids_in_order + key_deliv.fids_in_order
         rec: dict[str, Any] = {k: end[k] - start[k] for k in ("generated", "used_raw", "expired", "wasted")}
         rec["stored"] = int(self.inv.stored.sum())
         rec["key_pairs"] = key_pairs
@@ -510,21 +549,25 @@ class Broker:
         rec["participants"] = int(sel.sum())
         self._finish_record(rec)
         self.records[rnd] = rec
-        self._node_raw[rnd] = {n: int(node_raw[i]) for i, n in enumerate(self.node_names) if node_raw[i]}
+        names = self.node_names
+        raw_at = np.flatnonzero(node_raw)
+        self._node_raw[rnd] = {names[i]: k for i, k in zip(raw_at.tolist(), node_raw[raw_at].tolist())}
         self._req_raw_total += float((req * self.mult * self.hops).sum())
-        for i, n in enumerate(self.node_names):
-            if req[i]:
-                led = self.node_ledger[n]
-                led["requested"] += int(req[i])
-                led["delivered"] += int(n_deliv[i])
+        asked_at = np.flatnonzero(req)
+        for i, r_i, d_i in zip(asked_at.tolist(), req[asked_at].tolist(), n_deliv[asked_at].tolist()):
+            led = self.node_ledger[names[i]]
+            led["requested"] += r_i
+            led["delivered"] += d_i
         self.announced.pop(rnd, None)
-        served_nodes = [n for i, n in enumerate(self.node_names) if sel[i] and n_upd[i] >= req_upd[i]]
-        keys = {n: (int(n_key[i]), tuple(float(x) for x in key_w[i] / n_key[i]))
-                for i, n in enumerate(self.node_names) if n_key[i]}
+        served_nodes = [names[i] for i in np.flatnonzero(sel & (n_upd >= req_upd)).tolist()]
+        key_at = np.flatnonzero(n_key)
+        keys = {names[i]: (int(n_key[i]), tuple(float(x) for x in key_w[i] / n_key[i]))
+                for i in key_at.tolist()}
+        lists = delivered.lists
         return Service(
             round=rnd,
             served_nodes=served_nodes,
-            delivered={n: delivered.get(n, []) for n in participants},
+            delivered={n: lists.get(self._index[n], []) for n in participants},
             requested={n: int(req_upd[self._index[n]]) for n in participants},
             availability=availability,
             decision_s=decision_s,
@@ -613,38 +656,51 @@ class Broker:
                 break
         if done:
             return grant
-        fn_s, fl_s = ctx.by_link_node, ctx.by_link_link
-        cand = np.zeros(self.n_nodes, dtype=bool)
+        # greedy phase on the active nodes' path entries, by link then rank (node -> local index)
+        local = np.full(self.n_nodes, -1, dtype=np.int64)
+        local[act] = np.arange(act.size)
+        ent_a = local[ctx.by_link_node]
+        keep_e = ent_a >= 0
+        ent_a, ent_l = ent_a[keep_e], ctx.by_link_link[keep_e]
+        rank_a = rank[act]
+        single = bool((m_a == 1).all())
+        # a node that is not a candidate never becomes one again (need and stock only fall
+        # here), so each pass checks the previous candidates on their own path entries
+        cand = need > 0
         for _ in range(8):  # leftovers from rounding: one pair at a time, in rank order
-            cand_a = (need > 0) & (path_min(avail) >= m_a)
-            if not cand_a.any():
+            cand[ent_a[avail[ent_l] < m_a[ent_a]]] = False  # some link of the path is short
+            if not cand.any():
                 break
-            cand[:] = False
-            cand[act[cand_a]] = True
-            e = cand[fn_s]
-            en, el = fn_s[e], fl_s[e]  # candidates' entries, by link then rank
-            w = m[en]
+            e = cand[ent_a]
+            ent_a, ent_l = ent_a[e], ent_l[e]  # candidates' entries, by link then rank
+            en, el = ent_a, ent_l
+            w = m_a[en]
             cum = np.cumsum(w)
-            start = np.searchsorted(el, el, side="left")
-            within = cum - (cum[start] - w[start])
-            bad = np.zeros(self.n_nodes, dtype=bool)
+            grp = np.empty(el.size, dtype=bool)  # first entry of each link
+            grp[0] = True
+            np.not_equal(el[1:], el[:-1], out=grp[1:])
+            within = cum - np.maximum.accumulate(np.where(grp, cum - w, 0))
+            bad = np.zeros(act.size, dtype=bool)
             bad[en[within > avail[el]]] = True
-            g_full = cand & ~bad
-            if not g_full.any():
-                first = np.nonzero(cand)[0]
-                g_full[first[np.argmin(rank[first])]] = True
-            ge = g_full[en]
-            avail -= np.bincount(el[ge], weights=w[ge], minlength=L).astype(np.int64)
-            g = g_full[act].astype(np.int64)
-            need -= g
-            grant[act] += g
+            g_b = cand & ~bad
+            if not g_b.any():
+                first = np.flatnonzero(cand)
+                g_b[first[np.argmin(rank_a[first])]] = True
+            ge = g_b[en]
+            if single:
+                avail -= np.bincount(el[ge], minlength=L)
+            else:
+                avail -= np.bincount(el[ge], weights=w[ge], minlength=L).astype(np.int64)
+            need -= g_b
+            grant[act] += g_b
+            cand &= need > 0
         return grant
 
     def _deliver(
         self,
         pending: NDArray[np.int64],
         order: NDArray[np.int64],
-        delivered: dict[str, list[float]],
+        delivered: _Deliveries,
         node_raw: NDArray[np.int64],
         bell_sum: NDArray[np.float64] | None = None,
         ctx: _RoundContext | None = None,
@@ -667,7 +723,7 @@ class Broker:
         _, removed, age_b = self.inv.take_oldest(usage)
         # ages of the removed pairs, per used link oldest first, concatenated in link order
         age_idx = np.repeat(age_b, removed)
-        link_start = np.concatenate([[0], np.cumsum(usage)[:-1]])
+        link_start = np.cumsum(usage) - usage
         srt = np.argsort(ent_link, kind="stable")  # by link, then node (entries are node-sorted)
         ent_node, ent_hop, ent_link, ent_units = ent_node[srt], ent_hop[srt], ent_link[srt], ent_units[srt]
         csum = np.cumsum(ent_units)
@@ -682,7 +738,7 @@ class Broker:
         chars = self.c0[u_link] * np.exp(-self.rates[u_link] * ages[:, None])
         u_node = ent_node[unit_ent]
         u_m = m[u_node]
-        pair_base = np.concatenate([[0], np.cumsum(grant)[:-1]])
+        pair_base = np.cumsum(grant) - grant
         u_pair = pair_base[u_node] + k_in_ent // u_m
         n_pairs = int(grant.sum())
         hop_chars = np.ones((n_pairs, self.max_hops, 3))
@@ -701,35 +757,32 @@ class Broker:
         pair_node = np.repeat(granted, grant[granted])
         c_e2e = np.prod(hop_chars, axis=1)
         fid = physics.fidelity_from_characters(c_e2e)
-        p_ok *= self.cfg["swap_success"] ** (self.hops[pair_node] - 1)
+        if self.cfg["swap_success"] != 1.0:  # (1.0 ** k == 1.0: nothing to multiply)
+            p_ok *= self.cfg["swap_success"] ** (self.hops[pair_node] - 1)
         ok = self.rng.random(n_pairs) < p_ok
         good = fid >= self.cfg["F_min"] - 1e-12
         use = ok & good
         # ledger per link: each unit follows its pair's fate
-        fate_unit = np.where(use, 0, np.where(ok, 1, 2))[u_pair]  # 0 used, 1 low F, 2 failed
-        per_link = lambda sel: np.bincount(u_link[sel], minlength=L)  # noqa: E731
-        self.inv.used_raw += per_link(fate_unit == 0)
-        self.inv.wasted += per_link(fate_unit == 2)
-        if self.policy.age_aware:
-            self.inv.expired += per_link(fate_unit == 1)  # caught before hand-over: discarded
+        if use.all():
+            self.inv.used_raw += np.bincount(u_link, minlength=L)
             done = use
         else:
-            self.inv.wasted += per_link(fate_unit == 1)  # handed over blindly below F_min
-            done = ok
+            fate_unit = np.where(use, 0, np.where(ok, 1, 2))[u_pair]  # 0 used, 1 low F, 2 failed
+            per_fate = np.bincount(fate_unit * L + u_link, minlength=3 * L).reshape(3, L)
+            self.inv.used_raw += per_fate[0]
+            self.inv.wasted += per_fate[2]
+            if self.policy.age_aware:
+                self.inv.expired += per_fate[1]  # caught before hand-over: discarded
+                done = use
+            else:
+                self.inv.wasted += per_fate[1]  # handed over blindly below F_min
+                done = ok
         np.subtract.at(pending, pair_node[done], 1)
         node_use = pair_node[use]  # sorted by node
         np.add.at(node_raw, node_use, (m * self.hops)[node_use])
         if bell_sum is not None:
             np.add.at(bell_sum, node_use, physics.weights_from_characters(c_e2e[use]))
-        # each node's delivered fidelities, in pair order
-        fid_use = fid[use].tolist()
-        nodes, cnt = np.unique(node_use, return_counts=True)
-        ends = np.cumsum(cnt).tolist()
-        names = self.node_names
-        lo = 0
-        for i, hi in zip(nodes.tolist(), ends):
-            delivered.setdefault(names[i], []).extend(fid_use[lo:hi])
-            lo = hi
+        delivered.add(node_use, fid[use])
 
     # ------------------------------------------------------------------ records
     def charge_rejected(self, rnd: int, nodes: list[str]) -> None:

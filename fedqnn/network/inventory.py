@@ -70,6 +70,8 @@ class Inventory:
         self.expired = np.zeros(n, dtype=np.int64)
         self.wasted = np.zeros(n, dtype=np.int64)
         self._rows = np.arange(n)
+        self._row_base = self._rows * self.n_cols  # flat index of each link's column 0
+        self._stores = self.cutoff >= 1  # links that can hold a pair at all
 
     # ------------------------------------------------------------------ state
     def valid_after(self, steps: int, rows: NDArray[np.int64] | None = None) -> IntArray:
@@ -90,11 +92,10 @@ class Inventory:
         scan = np.flatnonzero((out > 0) & (cut >= k + 1) & (self.head[rows] < first + k))
         if scan.size:
             C = self.n_cols
-            ar = np.arange(k)
-            cols = (first[scan] % C)[:, None] + ar  # k <= cut < C: wraps at most once
+            cols = first[scan] % C + np.arange(k)[:, None]  # (k, links); k < cut < C: one wrap
             cols[cols >= C] -= C
             # k < cut here, so all k columns are admissible births
-            out[scan] -= self.counts[rows[scan][:, None], cols].sum(axis=1)
+            out[scan] -= self.counts.reshape(-1)[cols + rows[scan] * C].sum(axis=0)
         return np.where(cut >= k + 1, out, 0)
 
     # ------------------------------------------------------------------ dynamics
@@ -106,10 +107,11 @@ class Inventory:
         waiting times between heralds are geometric in units of the attempt period).
         """
         self.now += 1
-        rows, cut, C = self._rows, self.cutoff, self.n_cols
-        col = (self.now - cut) % C  # born at now - cut: age index cut + 1 now
-        leaving = np.where(cut >= 1, self.counts[rows, col], 0)
-        self.counts[rows, col] -= leaving
+        cut, C = self.cutoff, self.n_cols
+        flat = self.counts.reshape(-1)  # a view: counts is C-contiguous
+        at = self._row_base + (self.now - cut) % C  # born at now - cut: age index cut + 1 now
+        leaving = np.where(self._stores, flat[at], 0)
+        flat[at] -= leaving
         self.expired += leaving
         self.stored -= leaving
         limit = np.minimum(np.asarray(want, dtype=np.int64), self.capacity - self.stored)
@@ -119,12 +121,17 @@ class Inventory:
             succ = rng.binomial(self.attempts[act], self.p[act])
             new = np.minimum(succ, limit[act])
             self.generated[act] += new
-            keep = cut[act] >= 1
-            empty = act[keep & (self.stored[act] == 0)]
-            self.head[empty] = self.now
-            self.counts[act[keep], self.now % C] += new[keep]
-            self.stored[act[keep]] += new[keep]
-            self.expired[act[~keep]] += new[~keep]
+            keep = self._stores[act]
+            if keep.all():
+                self.head[act[self.stored[act] == 0]] = self.now
+                flat[self._row_base[act] + self.now % C] += new
+                self.stored[act] += new
+            else:
+                empty = act[keep & (self.stored[act] == 0)]
+                self.head[empty] = self.now
+                flat[self._row_base[act[keep]] + self.now % C] += new[keep]
+                self.stored[act[keep]] += new[keep]
+                self.expired[act[~keep]] += new[~keep]
 
     def advance(self, dt: float, want: IntArray, rng: np.random.Generator) -> None:
         """Advance by ``dt`` seconds (a whole number of steps) with the same generation limits.
@@ -161,32 +168,31 @@ class Inventory:
         # oldest birth step that may hold a pair: admissible by age and not emptied before
         start = np.maximum(self.now - self.cutoff[rows] + 1, self.head[rows])
         span = int((self.now - start).max(initial=-1)) + 1  # births after `now` hold nothing
-        out_r, out_n, out_a, out_o = [], [], [], []
+        out_r, out_n, out_a = [], [], []
         offset = 0
         act = np.arange(rows.size)
         passes = 0
         while act.size and offset < span:
             w = min(window, C, span - offset)  # distinct columns within a window
             r = rows[act]
-            births = (start[act] + offset)[:, None] + np.arange(w)
-            c0 = (start[act] + offset) % C
-            cols = c0[:, None] + np.arange(w)
+            ar = np.arange(w)[:, None]
+            first = start[act] + offset
+            births = first + ar  # (w, links): birth steps down, links across
+            cols = first % C + ar
             cols[cols >= C] -= C
-            idx = (r * C)[:, None] + cols
+            idx = cols + r * C
             h = flat[idx]
             h[births > self.now] = 0
-            prev = np.cumsum(h, axis=1) - h
-            take = np.minimum(np.maximum(left[act, None] - prev, 0), h)
+            take = np.minimum(np.maximum(left[act] - (np.cumsum(h, axis=0) - h), 0), h)
             flat[idx] -= take  # the indices are distinct (distinct links, w <= C columns)
-            nz_i, nz_j = np.nonzero(take)
-            bb = births[nz_i, nz_j]
+            nz_i, nz_j = np.nonzero(take.T)  # by link, then birth step
+            bb = births[nz_j, nz_i]
             out_r.append(r[nz_i])
-            out_n.append(take[nz_i, nz_j])
+            out_n.append(take[nz_j, nz_i])
             out_a.append(self.now - bb + 1)
-            out_o.append(bb)
             # everything older than the last column taken from is now empty
             self.head[r[nz_i]] = np.maximum(self.head[r[nz_i]], bb)
-            left[act] -= take.sum(axis=1)
+            left[act] -= take.sum(axis=0)
             offset += w
             window *= 2
             passes += 1
