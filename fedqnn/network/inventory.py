@@ -154,9 +154,9 @@ class Inventory:
 
         Returns ``(rows, removed, ages)`` with one entry per removed batch: the link, how many
         pairs, and their age index, ordered by link and then oldest first. Scans ``window``
-        birth steps at a time from each link's oldest admissible birth step, doubling the
-        window for the links that still need pairs (most requests are met within a few
-        birth steps; the result does not depend on ``window``).
+        birth steps from each link's oldest admissible birth step, then every later birth
+        step for the links that still need pairs (most requests are met within a few birth
+        steps; the result does not depend on ``window``).
         """
         usage = np.asarray(usage, dtype=np.int64)
         rows = np.nonzero(usage)[0]
@@ -194,7 +194,7 @@ class Inventory:
             self.head[r[nz_i]] = np.maximum(self.head[r[nz_i]], bb)
             left[act] -= take.sum(axis=0)
             offset += w
-            window *= 2
+            window = span  # the few links still short: everything up to now in one pass
             passes += 1
             act = act[left[act] > 0]
         self.stored[rows] -= usage[rows]
