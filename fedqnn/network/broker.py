@@ -196,6 +196,7 @@ class Broker:
             self.mult[lift] = 2
             x[lift] = x_pur[lift]
         self.usable = x >= max(floor, 1e-300)
+        self._m_max = int(self.mult.max())  # 1 or 2 (pairs per hop per delivered pair)
         self.budget_x = x
         # provisioning: one channel per path through a link (load) or one per link (uniform)
         if cfg["provision"] == "load":
@@ -585,7 +586,8 @@ class Broker:
     def _round_context(self, rank: NDArray[np.int64]) -> _RoundContext:
         """What stays fixed while one round is served: which paths are up (links change state
         only between rounds) and the (node, link) path entries ordered by link, then rank."""
-        srt = np.lexsort((rank[self._flat_node], self._flat_link))
+        key = self._flat_link * self.n_nodes + rank[self._flat_node]  # distinct (a link once per path)
+        srt = np.argsort(key)
         return _RoundContext(
             path_up=self._path_up(),
             by_link_node=self._flat_node[srt],
@@ -626,14 +628,20 @@ class Broker:
             ext[:L] = per_link
             return ext[plt].min(axis=0)
 
-        keep = path_min(avail) >= m[act]
+        # servable: every link of the path holds m pairs (stock capped at max m: exact test)
+        m_max = self._m_max
+        lvl = np.empty(L + 1, dtype=np.int8)
+        np.minimum(avail, m_max, out=lvl[:L], casting="unsafe")
+        lvl[L] = m_max
+        keep = lvl[plt].min(axis=0) >= m[act]
         if not keep.all():
             act, plt = act[keep], plt[:, keep]
             if not act.size:
                 return grant
         need = pending[act].astype(np.int64)
+        got = np.zeros(act.size, dtype=np.int64)  # grants of the active nodes
         m_a = m[act]
-        pl = self.path_links[act]
+        pl = plt.T
         fl = pl[pl < L]  # the active nodes' path links, node by node (as in link_sum)
         fn = np.repeat(np.arange(act.size), self.hops[act])
 
@@ -650,11 +658,12 @@ class Broker:
                 break
             avail -= link_sum(g * m_a).astype(np.int64)
             need -= g
-            grant[act] += g
+            got += g
             if not need.any():
                 done = True
                 break
         if done:
+            grant[act] = got
             return grant
         # greedy phase on the active nodes' path entries, by link then rank (node -> local index)
         local = np.full(self.n_nodes, -1, dtype=np.int64)
@@ -680,9 +689,8 @@ class Broker:
             grp[0] = True
             np.not_equal(el[1:], el[:-1], out=grp[1:])
             within = cum - np.maximum.accumulate(np.where(grp, cum - w, 0))
-            bad = np.zeros(act.size, dtype=bool)
-            bad[en[within > avail[el]]] = True
-            g_b = cand & ~bad
+            g_b = cand.copy()
+            g_b[en[within > avail[el]]] = False  # it does not fit on some link
             if not g_b.any():
                 first = np.flatnonzero(cand)
                 g_b[first[np.argmin(rank_a[first])]] = True
@@ -692,8 +700,9 @@ class Broker:
             else:
                 avail -= np.bincount(el[ge], weights=w[ge], minlength=L).astype(np.int64)
             need -= g_b
-            grant[act] += g_b
+            got += g_b
             cand &= need > 0
+        grant[act] = got
         return grant
 
     def _deliver(
@@ -715,7 +724,7 @@ class Broker:
         # one entry per (node, hop) with units = raw pairs drawn from that hop's link
         pl = self.path_links[granted]
         units_nh = np.where(pl < L, (grant[granted] * m[granted])[:, None], 0)
-        ent_row, ent_hop = np.nonzero(units_nh)
+        ent_row, ent_hop = np.nonzero(units_nh)  # ent_row: position in `granted`
         ent_node = granted[ent_row]
         ent_link = pl[ent_row, ent_hop]
         ent_units = units_nh[ent_row, ent_hop]
@@ -726,6 +735,7 @@ class Broker:
         link_start = np.cumsum(usage) - usage
         srt = np.argsort(ent_link, kind="stable")  # by link, then node (entries are node-sorted)
         ent_node, ent_hop, ent_link, ent_units = ent_node[srt], ent_hop[srt], ent_link[srt], ent_units[srt]
+        ent_row = ent_row[srt]
         csum = np.cumsum(ent_units)
         first = csum - ent_units
         grp_first = first[np.searchsorted(ent_link, ent_link, side="left")]
@@ -738,9 +748,10 @@ class Broker:
         chars = self.c0[u_link] * np.exp(-self.rates[u_link] * ages[:, None])
         u_node = ent_node[unit_ent]
         u_m = m[u_node]
-        pair_base = np.cumsum(grant) - grant
-        u_pair = pair_base[u_node] + k_in_ent // u_m
-        n_pairs = int(grant.sum())
+        grant_g = grant[granted]
+        pair_end = np.cumsum(grant_g)
+        u_pair = (pair_end - grant_g)[ent_row[unit_ent]] + k_in_ent // u_m
+        n_pairs = int(pair_end[-1])
         hop_chars = np.ones((n_pairs, self.max_hops, 3))
         p_ok = np.ones(n_pairs)
         single = u_m == 1
@@ -754,7 +765,7 @@ class Broker:
             pc, pp = physics.purify_characters(chars[a], chars[b], self.cfg["purify_protocol"])
             hop_chars[u_pair[a], u_hop[a]] = pc
             np.multiply.at(p_ok, u_pair[a], pp)
-        pair_node = np.repeat(granted, grant[granted])
+        pair_node = np.repeat(granted, grant_g)
         c_e2e = np.prod(hop_chars, axis=1)
         fid = physics.fidelity_from_characters(c_e2e)
         if self.cfg["swap_success"] != 1.0:  # (1.0 ** k == 1.0: nothing to multiply)
