@@ -194,13 +194,26 @@ def _rows(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.fixture(scope="module")
+def batch_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Every federated run of this module on ONE Simulation Engine runtime (start-up paid once)."""
+    from fedqnn.config import build_config
+    from fedqnn.simulation import run_batch
+
+    root = tmp_path_factory.mktemp("partition-runs")
+    rep = {**RUN, "partition": "circuit", "partition.rank": "adaptive", "strategy": "ceas"}
+    cfgs = {kind: build_config({**RUN, "partition": kind, "out": str(root / kind)})
+            for kind in ("data", "unitary", "circuit")}
+    cfgs["repeat-a"] = build_config({**rep, "out": str(root / "repeat-a")})
+    cfgs["repeat-b"] = build_config({**rep, "out": str(root / "repeat-b")})
+    summaries = run_batch(list(cfgs.values()))
+    return {name: (Path(cfg["out"]), summary) for (name, cfg), summary in zip(cfgs.items(), summaries)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["data", "unitary", "circuit"])
-def test_each_partition_trains_end_to_end_in_a_federated_run(tmp_path: Path, kind: str) -> None:
-    import fedqnn
-
-    out = tmp_path / kind
-    summary = fedqnn.run({**RUN, "partition": kind, "out": str(out)})
+def test_each_partition_trains_end_to_end_in_a_federated_run(batch_runs, kind: str) -> None:
+    out, summary = batch_runs[kind]
     rows = _rows(out)
     assert [r["round"] for r in rows] == [1, 2]
     for r in rows:
@@ -234,12 +247,7 @@ def test_each_partition_trains_end_to_end_in_a_federated_run(tmp_path: Path, kin
 
 
 @pytest.mark.slow
-def test_a_circuit_run_repeats_exactly(tmp_path: Path) -> None:
-    import fedqnn
-
-    cfg = {**RUN, "partition": "circuit", "partition.rank": "adaptive", "strategy": "ceas"}
-    fedqnn.run({**cfg, "out": str(tmp_path / "a")})
-    fedqnn.run({**cfg, "out": str(tmp_path / "b")})
+def test_a_circuit_run_repeats_exactly(batch_runs) -> None:
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
-    a, b = strip(_rows(tmp_path / "a")), strip(_rows(tmp_path / "b"))
+    a, b = strip(_rows(batch_runs["repeat-a"][0])), strip(_rows(batch_runs["repeat-b"][0]))
     assert a == b and "weights" in a[0]  # CEAS aggregated the partitioned updates
