@@ -161,7 +161,7 @@ def analyse(a: argparse.Namespace) -> str:
     unit = "points" if metric == "accuracy" else metric
     val = lambda p, atk, s: float(runs[(p, atk, s)]["final"]) * scale  # noqa: E731
     lines = [
-        f"Final {metric} after {a.rounds} rounds, {a.clients} QPUs, strategy ceas, 20 % Byzantine, "
+        f"Final {metric} after {a.rounds} rounds, {a.clients} QPUs, strategy ceas, 20 % Byzantine under an attack (none without), "
         f"{len(seeds)} paired seeds; differences in {unit} with 95 % t-intervals.", "",
         "| attack | policy | final (mean over seeds) | CEAS (aware) minus this policy | paper's claim |",
         "|---|---|---|---|---|",
