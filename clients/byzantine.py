@@ -15,7 +15,10 @@ that node's own key and the nonce the node was issued, exactly as a colluding in
   s -> -s), see :func:`poison_targets`;
 * ``replay``: the node re-sends its first (accepted) update in every later round, re-signed with
   a fresh nonce;
-* ``impersonation``: the node signs its update in the name of an honest node.
+* ``impersonation``: the node signs its update in the name of an honest node;
+* ``bell-drain`` (network level): the update stays honest; every round each Byzantine node asks
+  the entanglement broker for ``drain_pairs`` extra pairs it never uses (the server passes
+  :meth:`Adversary.drain_requests` to ``Broker.serve_round``; ``broker.quota`` is the defence).
 """
 
 from __future__ import annotations
@@ -29,16 +32,17 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 
 from fedqnn.seeding import rng
 
-__all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "byzantine_nodes", "poison_targets", "Adversary", "attack_names"]
+__all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "NETWORK_ATTACKS", "byzantine_nodes", "poison_targets", "Adversary", "attack_names"]
 
 PROTOCOL_ATTACKS = ("replay", "impersonation")
+NETWORK_ATTACKS = ("bell-drain",)
 DATA_ATTACKS = ("label-flip",)
 
 
 def attack_names() -> list[str]:
     from clients.attacks import list_attacks
 
-    return ["none", *list_attacks(), *DATA_ATTACKS, *PROTOCOL_ATTACKS]
+    return ["none", *list_attacks(), *DATA_ATTACKS, *PROTOCOL_ATTACKS, *NETWORK_ATTACKS]
 
 
 def byzantine_nodes(cfg: dict[str, Any], node_names: list[str]) -> list[str]:
@@ -81,7 +85,7 @@ class Adversary:
         self.attack = cfg["attack"]
         self.nodes = byzantine_nodes(cfg, node_names)
         self.spec = None
-        if self.attack not in ("none", *DATA_ATTACKS, *PROTOCOL_ATTACKS):
+        if self.attack not in ("none", *DATA_ATTACKS, *PROTOCOL_ATTACKS, *NETWORK_ATTACKS):
             from clients.attacks import get_attack
 
             self.spec = get_attack(self.attack)
@@ -89,7 +93,14 @@ class Adversary:
 
     @property
     def active(self) -> bool:
-        return bool(self.nodes) and self.attack not in ("none", *DATA_ATTACKS)
+        return bool(self.nodes) and self.attack not in ("none", *DATA_ATTACKS, *NETWORK_ATTACKS)
+
+    def drain_requests(self) -> dict[str, int] | None:
+        """Bell-pair draining: the extra pairs each Byzantine node asks the broker for this
+        round (every round, participant or not: a node controls its own links), else None."""
+        if self.attack != "bell-drain" or not self.nodes:
+            return None
+        return {n: int(self.cfg["drain_pairs"]) for n in self.nodes}
 
     def rewrite(
         self, server_round: int, global_arrays: ArrayRecord, replies: list[tuple[str, Message]],

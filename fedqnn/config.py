@@ -137,6 +137,8 @@ FIELDS: dict[str, Field] = {
     "byzantine_fraction": _f(0.2, float, "fraction of Byzantine clients, 0 = none (robust rules take "
                              "f = ceil(fraction x n))", low=0.0, high=0.5),
     "attack": _f("alie", str, "what the Byzantine clients do (fedqnn run --set attack=NAME; 'none' = honest)"),
+    "drain_pairs": _f(40, int, "attack=bell-drain: extra end-to-end Bell pairs each Byzantine node asks the "
+                      "broker for every round and never uses", low=1),
     # partitions (issue 9, docs/partitions.md); `--set partition=circuit` is `partition.kind`
     "partition.kind": _f("data", str, "how the circuit is spread over QPUs: data (each QPU runs the whole "
                          "circuit), unitary (layer blocks, state teleported), circuit (register split, "
@@ -376,6 +378,9 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         raise ConfigError(
             "byzantine_fraction: the simulated Byzantine clients re-sign with simulation keys; with "
             "security.registry (a deployment) set byzantine_fraction=0 or attack=none")
+    if cfg["attack"] == "bell-drain" and cfg["byzantine_fraction"] > 0 and cfg["broker"]["policy"] == "off":
+        raise ConfigError("attack: 'bell-drain' drains the entanglement broker's pairs; broker.policy must not "
+                          "be 'off'")
     if cfg["auth"] == "qkd":
         if cfg["broker"]["policy"] == "off":
             raise ConfigError("auth: 'qkd' draws its key pairs from the entanglement broker; "

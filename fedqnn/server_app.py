@@ -268,7 +268,8 @@ def run_server(
             key_demand = None
             if qkd is not None:  # fixed per-round key demand of every node whose next key is not ready
                 key_demand = {n: cfg["qkd"]["pairs_per_round"] for n in node_names if qkd.demand(n, server_round)}
-            svc = broker.serve_round(server_round, selected, broker.cfg["pairs_per_node"], extra_demand=key_demand)
+            svc = broker.serve_round(server_round, selected, broker.cfg["pairs_per_node"], extra_demand=key_demand,
+                                     drain=adversary.drain_requests())
             if qkd is not None:
                 for n, (count, bell) in svc.key_pairs.items():
                     qkd.deposit(n, count, bell)

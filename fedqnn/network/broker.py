@@ -445,6 +445,7 @@ class Broker:
         demand_per_node: int,
         extra_demand: dict[str, int] | None = None,
         priority: dict[str, float] | None = None,
+        drain: dict[str, int] | None = None,
     ) -> Service:
         """Advance one round window, deliver what the fixed demand asks for, and record it.
 
@@ -454,6 +455,13 @@ class Broker:
         key distribution never pushes a participant out. ``priority`` (learning value per node)
         orders requests when links are contended. Returns the participants whose update demand
         was fully served, the fidelities delivered per participant, and the key pairs.
+
+        ``drain`` (Bell-pair draining, docs/attacks.md): pairs a node requests on top, in the
+        update tier, and never uses. The broker cannot tell them from real requests (only
+        ``quota`` caps them), so they compete for the same links; the pairs they get are
+        discarded: their raw pairs are charged as ``wasted`` and they are left out of the
+        contract's ``requested``/``delivered``/``served`` (the fixed demand), recorded as the
+        round's ``drained`` instead.
         """
         import time as _time
 
@@ -468,6 +476,9 @@ class Broker:
             raise ValueError(f"unknown node(s): {', '.join(map(str, unknown[:5]))}")
         if any(v < 0 for v in extra.values()):
             raise ValueError("extra_demand values must be >= 0")
+        drain_d = {str(k): int(v) for k, v in (drain or {}).items()}
+        if any(n not in self._index for n in drain_d) or any(v < 0 for v in drain_d.values()):
+            raise ValueError("drain: expected known node names and counts >= 0")
         self._warm_up(rnd)
         t_start = _time.perf_counter()
         start = self._pending_open or self._counters()
@@ -483,16 +494,22 @@ class Broker:
         for n, k in extra.items():
             extra_v[self._index[n]] = k
         req = req_upd + extra_v
+        drain_v = np.zeros(self.n_nodes, dtype=np.int64)
+        for n, k in drain_d.items():
+            drain_v[self._index[n]] = k
+        draining = bool(drain_v.any())
+        upd_ask = req_upd + drain_v if draining else req_upd
+        req_all = req + drain_v if draining else req  # what the broker sees asked
         quota = self.cfg["quota"]
-        allowed = req_upd if quota is None else np.minimum(req_upd, quota)
+        allowed = upd_ask if quota is None else np.minimum(upd_ask, quota)
         allowed_key = extra_v if quota is None else np.minimum(extra_v, np.maximum(quota - allowed, 0))
         pending = np.where(self.usable, allowed, 0).astype(np.int64)
         kpending = np.where(self.usable, allowed_key, 0).astype(np.int64)
 
         # learn demand statistics, then plan the next round's stock
         self.sel_count += sel
-        asked = req > 0
-        self.demand_ewma[asked] = 0.7 * self.demand_ewma[asked] + 0.3 * req[asked]
+        asked = req_all > 0
+        self.demand_ewma[asked] = 0.7 * self.demand_ewma[asked] + 0.3 * req_all[asked]
         self.rounds_done += 1
         self.policy.plan(self, rnd + 1)
 
@@ -546,6 +563,9 @@ class Broker:
         rec["requested"] = int(req.sum())
         rec["delivered"] = int(n_deliv.sum())
         rec["_fid_sum"] = float(sum(fids))
+        if draining:  # pairs beyond a node's real need were drained: discarded, their raw pairs wasted
+            drained = n_upd - np.minimum(n_upd, req_upd)
+            self._charge_drained(rec, drained, node_raw, delivered.lists, req_upd)
         rec["availability"] = availability
         rec["participants"] = int(sel.sum())
         self._finish_record(rec)
@@ -553,9 +573,9 @@ class Broker:
         names = self.node_names
         raw_at = np.flatnonzero(node_raw)
         self._node_raw[rnd] = {names[i]: k for i, k in zip(raw_at.tolist(), node_raw[raw_at].tolist())}
-        self._req_raw_total += float((req * self.mult * self.hops).sum())
-        asked_at = np.flatnonzero(req)
-        for i, r_i, d_i in zip(asked_at.tolist(), req[asked_at].tolist(), n_deliv[asked_at].tolist()):
+        self._req_raw_total += float((req_all * self.mult * self.hops).sum())
+        asked_at = np.flatnonzero(req_all)
+        for i, r_i, d_i in zip(asked_at.tolist(), req_all[asked_at].tolist(), n_deliv[asked_at].tolist()):
             led = self.node_ledger[names[i]]
             led["requested"] += r_i
             led["delivered"] += d_i
@@ -568,12 +588,40 @@ class Broker:
         return Service(
             round=rnd,
             served_nodes=served_nodes,
-            delivered={n: lists.get(self._index[n], []) for n in participants},
+            delivered={n: lists.get(self._index[n], [])[: int(req_upd[self._index[n]])] for n in participants},
             requested={n: int(req_upd[self._index[n]]) for n in participants},
             availability=availability,
             decision_s=decision_s,
             key_pairs=keys,  # type: ignore[arg-type]
         )
+
+    def _charge_drained(
+        self,
+        rec: dict[str, Any],
+        drained: NDArray[np.int64],
+        node_raw: NDArray[np.int64],
+        lists: dict[int, list[float]],
+        need: NDArray[np.int64],
+    ) -> None:
+        """Move the drained pairs out of the round's delivered and their raw pairs
+        (pairs x purification multiplier x hops each) from used_raw to wasted, per link too;
+        ``node_raw`` keeps only the raw pairs of the real need (what a rejection can charge)."""
+        at = np.flatnonzero(drained)
+        raw_per_pair = self.mult * self.hops
+        for i in at.tolist():
+            k, keep = int(drained[i]), int(need[i])
+            rec["delivered"] -= k
+            rec["_fid_sum"] -= float(sum(lists[i][keep:]))
+            raw = k * int(raw_per_pair[i])
+            node_raw[i] -= raw
+            rec["used_raw"] -= raw
+            rec["wasted"] += raw
+            self.node_ledger[self.node_names[i]]["wasted"] += raw
+            for link in self.path_links[i, : self.hops[i]]:
+                share = k * int(self.mult[i])
+                self.inv.used_raw[link] -= share
+                self.inv.wasted[link] += share
+        rec["drained"] = int(drained.sum())
 
     @staticmethod
     def _finish_record(rec: dict[str, Any]) -> None:
@@ -822,7 +870,10 @@ class Broker:
     def round_record(self, rnd: int) -> dict[str, Any]:
         """The contract's ``bell`` record of a served round (exactly its keys)."""
         rec = self.records[int(rnd)]
-        return {k: rec[k] for k in BELL_KEYS}
+        out = {k: rec[k] for k in BELL_KEYS}
+        if "drained" in rec:  # extension: pairs Byzantine nodes drained (docs/attacks.md)
+            out["drained"] = rec["drained"]
+        return out
 
     def round_extras(self, rnd: int) -> dict[str, Any]:
         """Extra per-round measurements: availability and number of participants."""
@@ -858,6 +909,8 @@ class Broker:
         self._finish_record(tot)
         tot.pop("_fid_sum")
         tot["rounds"] = len(self.records)
+        if any("drained" in rec for rec in self.records.values()):
+            tot["drained"] = sum(rec.get("drained", 0) for rec in self.records.values())
         return tot
 
     # ------------------------------------------------------------------ persistence

@@ -27,11 +27,16 @@ def run_broker(
     seed: int,
     participation: float | None = None,
     reject_fraction: float = 0.0,
+    drain_fraction: float = 0.0,
+    drain_pairs: int = 0,
 ) -> dict[str, Any]:
     """Run ``rounds`` rounds; return run totals, regime and per-round records.
 
     ``reject_fraction`` of each round's served participants have their update rejected
     (their pairs are charged as wasted), to exercise that path of the ledger.
+    ``drain_fraction`` of the nodes (ceil, drawn from the stream (seed, 'byzantine')) drain:
+    each asks ``drain_pairs`` extra pairs every round that it never uses (docs/attacks.md).
+    ``honest_served`` is the fraction of the honest participants' demand delivered.
     """
     names = [f"node-{i}" for i in range(n_nodes)]
     pi = float(participation if participation is not None else cfg.get("participation", 0.5))
@@ -43,6 +48,10 @@ def run_broker(
     avail = []
     records = []
     rej = rng(seed, "rejections")
+    n_drain = int(np.ceil(drain_fraction * n_nodes - 1e-9)) if drain_pairs > 0 else 0
+    drainers = {names[i] for i in rng(seed, "byzantine").choice(n_nodes, size=n_drain, replace=False)}
+    drain = {n: int(drain_pairs) for n in sorted(drainers)} or None
+    honest_asked = honest_got = 0
     for r in range(rounds):
         if broker.policy.name == "oracle":  # clairvoyant: next round's intended participants
             ok = broker.usable & broker._path_up()
@@ -50,7 +59,9 @@ def run_broker(
             broker.announce(r + 1, {n: q for n in nxt})
         eligible = set(broker.eligible(r))
         part = [names[i] for i in perms[r] if names[i] in eligible][:k]
-        svc = broker.serve_round(r, part, q)
+        svc = broker.serve_round(r, part, q, drain=drain)
+        honest_asked += q * (k - sum(n in drainers for n in part))  # a shortfall of eligible nodes counts
+        honest_got += sum(len(v) for n, v in svc.delivered.items() if n not in drainers)
         if reject_fraction > 0 and svc.served_nodes:
             bad = [n for n in svc.served_nodes if rej.random() < reject_fraction]
             broker.charge_rejected(r, bad)
@@ -62,6 +73,8 @@ def run_broker(
         "utilization": tot["utilization"],
         "served": tot["delivered"] / fixed_requested if fixed_requested else None,
         "broker_served": tot["served"],
+        "honest_served": honest_got / honest_asked if honest_asked else None,
+        "drained": int(sum(rec.get("drained", 0) for rec in records)),
         "mean_consumed_fidelity": tot["mean_consumed_fidelity"],
         "availability": float(np.mean(avail)) if avail else None,
         "totals": tot,

@@ -24,3 +24,21 @@ def test_protocol_attacks_are_rejected_every_round_with_their_reason(tmp_path: P
         else:
             assert reasons == set()
         assert not r.get("skipped")
+
+
+def test_bell_drain_runs_with_honest_updates_and_books_what_it_drained(tmp_path: Path) -> None:
+    cfg = config(tmp_path / "drain", rounds=3, attack="bell-drain", byzantine_fraction=0.4, strategy="fedavg",
+                 drain_pairs=30, **{"faults.dropout": 0.0})
+    run_server(LocalGrid(cfg["clients"]), cfg)
+    out = rows(tmp_path / "drain")
+    assert sum(r["bell"]["drained"] for r in out) > 0
+    for r in out:
+        assert r["rejected"] == []  # the updates stay honest: nothing to reject
+        assert r["bell"]["delivered"] <= r["bell"]["requested"]
+
+
+def test_bell_drain_needs_the_broker(tmp_path: Path) -> None:
+    from fedqnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="bell-drain"):
+        config(tmp_path, attack="bell-drain", **{"broker.policy": "off"})
