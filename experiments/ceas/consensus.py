@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from scipy import stats
 
 from fedqnn.config import build_config, parse_set
 from fedqnn.noise import calibration_for
+from fedqnn.stats import t_interval
 from fedqnn.tasks import get_task
 from fedqnn.training import train_local
 from strategies.registry import build_strategy
@@ -106,12 +106,7 @@ def run_one(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _ci(x: np.ndarray) -> tuple[float, float, float]:
-    m = float(np.mean(x))
-    if len(x) < 2:
-        return m, math.nan, math.nan
-    h = float(stats.t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / math.sqrt(len(x)))
-    return m, m - h, m + h
+_ci = t_interval
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from scipy import stats
 
 from fedqnn.config import build_config, parse_set
 from fedqnn.results import read_metrics
+from fedqnn.stats import t_interval
 from fedqnn.tasks import get_task
 
 RUN_COLUMNS = ["policy", "attack", "seed", "metric", "final", "best", "rejected", "utilization", "served",
@@ -131,15 +132,7 @@ def run(a: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- analysis
-def paired_ci(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of paired differences and its t-interval: mean +- t_{n-1,(1+level)/2} s / sqrt(n)."""
-    d = np.asarray(diffs, dtype=float)
-    n = len(d)
-    mean = float(d.mean())
-    if n < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf((1 + level) / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half
+paired_ci = t_interval  # of the per-seed differences
 
 
 def _load(out: Path) -> tuple[dict[tuple[str, str, int], dict[str, Any]], list[dict[str, str]]]:
