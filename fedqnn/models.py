@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedqnn.quantum.shots import sample_expectations
 from fedqnn.quantum.statevector import (
     circuit_state,
     expectations,
@@ -35,7 +36,7 @@ from fedqnn.quantum.statevector import (
     observable_weights,
 )
 
-__all__ = ["QuantumLayer", "ClassicalSurrogate", "QuantumNeuralOperator", "QuantumClassifier", "build_model"]
+__all__ = ["QuantumLayer", "ClassicalSurrogate", "sample_expectations", "QuantumNeuralOperator", "QuantumClassifier", "build_model"]
 
 
 class QuantumLayer(nn.Module):
@@ -89,19 +90,6 @@ class QuantumLayer(nn.Module):
         state = self.__dict__.copy()
         state["_qnode"] = None
         return state
-
-
-def sample_expectations(e: torch.Tensor, shots: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Finite-shot estimates of ±1-valued observables, straight-through for the gradient.
-
-    An observable O with eigenvalues ±1 and mean μ gives +1 with probability (1 + μ)/2, so the
-    S-shot estimate is μ̂ = 2 K / S - 1 with K ~ Binomial(S, (1 + μ)/2) (variance (1 - μ²)/S).
-    The forward value is μ̂; the gradient is that of μ.
-    """
-    p = ((1.0 + e.detach()) / 2).clamp(0.0, 1.0)
-    k = torch.binomial(torch.full_like(p, float(shots)), p, generator=generator)
-    mu_hat = 2.0 * k / shots - 1.0
-    return e + (mu_hat - e).detach()
 
 
 class ClassicalSurrogate(nn.Module):

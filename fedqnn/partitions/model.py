@@ -32,17 +32,10 @@ from fedqnn.partitions.circuit import (
     make_partition,
     simulate,
 )
+from fedqnn.quantum.shots import sample_expectations
 from fedqnn.quantum.statevector import num_observables, observable_weights
 
-__all__ = ["PartitionedQuantumLayer", "sample_expectations"]
-
-
-def sample_expectations(e: torch.Tensor, shots: int, generator: torch.Generator | None) -> torch.Tensor:
-    """S-shot estimate 2K/S − 1, K ~ Binomial(S, (1 + μ)/2), straight-through gradient (as in
-    ``fedqnn.models``; repeated here so this package does not import the model module)."""
-    p = ((1.0 + e.detach()) / 2).clamp(0.0, 1.0)
-    k = torch.binomial(torch.full_like(p, float(shots)), p, generator=generator)
-    return e + (2.0 * k / shots - 1.0 - e).detach()
+__all__ = ["PartitionedQuantumLayer"]
 
 
 class PartitionedQuantumLayer(nn.Module):
