@@ -32,7 +32,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 
 from fedqnn.seeding import rng
 
-__all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "NETWORK_ATTACKS", "byzantine_nodes", "poison_targets", "Adversary", "attack_names"]
+__all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "NETWORK_ATTACKS", "byzantine_nodes", "attack_of", "split_attack",
+           "poison_targets", "Adversary", "attack_names"]
 
 PROTOCOL_ATTACKS = ("replay", "impersonation")
 NETWORK_ATTACKS = ("bell-drain",)
@@ -43,6 +44,18 @@ def attack_names() -> list[str]:
     from clients.attacks import list_attacks
 
     return ["none", *list_attacks(), *DATA_ATTACKS, *PROTOCOL_ATTACKS, *NETWORK_ATTACKS]
+
+
+def split_attack(attack: str) -> list[str]:
+    """``"alie+bell-drain"`` -> ``["alie", "bell-drain"]`` (a mixture: one attack per node)."""
+    return [a.strip() for a in str(attack).split("+")]
+
+
+def attack_of(cfg: dict[str, Any], node_names: list[str]) -> dict[str, str]:
+    """Each Byzantine node's attack. ``attack`` names one attack for all of them, or several
+    joined by ``+`` (``alie+bell-drain``): the Byzantine nodes, in node order, take them in turn."""
+    parts = split_attack(cfg.get("attack", "none"))
+    return {n: parts[i % len(parts)] for i, n in enumerate(byzantine_nodes(cfg, node_names))}
 
 
 def byzantine_nodes(cfg: dict[str, Any], node_names: list[str]) -> list[str]:
@@ -83,24 +96,26 @@ class Adversary:
     def __init__(self, cfg: dict[str, Any], node_names: list[str]) -> None:
         self.cfg = cfg
         self.attack = cfg["attack"]
-        self.nodes = byzantine_nodes(cfg, node_names)
-        self.spec = None
-        if self.attack not in ("none", *DATA_ATTACKS, *PROTOCOL_ATTACKS, *NETWORK_ATTACKS):
-            from clients.attacks import get_attack
+        self.by_node = attack_of(cfg, node_names)  # node -> its attack (a mixture gives several)
+        self.nodes = list(self.by_node)
+        self.specs: dict[str, Any] = {}
+        for a in set(self.by_node.values()):
+            if a not in ("none", *DATA_ATTACKS, *PROTOCOL_ATTACKS, *NETWORK_ATTACKS):
+                from clients.attacks import get_attack
 
-            self.spec = get_attack(self.attack)
+                self.specs[a] = get_attack(a)
         self._history: dict[str, RecordDict] = {}  # replay: each node's earlier signed content
 
     @property
     def active(self) -> bool:
-        return bool(self.nodes) and self.attack not in ("none", *DATA_ATTACKS, *NETWORK_ATTACKS)
+        """Whether some Byzantine node rewrites its reply (vector and protocol attacks)."""
+        return any(a not in ("none", *DATA_ATTACKS, *NETWORK_ATTACKS) for a in self.by_node.values())
 
     def drain_requests(self) -> dict[str, int] | None:
-        """Bell-pair draining: the extra pairs each Byzantine node asks the broker for this
+        """Bell-pair draining: the extra pairs each draining node asks the broker for this
         round (every round, participant or not: a node controls its own links), else None."""
-        if self.attack != "bell-drain" or not self.nodes:
-            return None
-        return {n: int(self.cfg["drain_pairs"]) for n in self.nodes}
+        drain = {n: int(self.cfg["drain_pairs"]) for n, a in self.by_node.items() if a == "bell-drain"}
+        return drain or None
 
     def rewrite(
         self, server_round: int, global_arrays: ArrayRecord, replies: list[tuple[str, Message]],
@@ -118,28 +133,31 @@ class Adversary:
         gen = rng(self.cfg["seed"], "adversary", server_round)
         n_total, f = len([m for _, m in replies if not m.has_error()]), len(byz)
         for name, msg in byz:
+            attack = self.by_node[name]
+            if attack in ("none", *DATA_ATTACKS, *NETWORK_ATTACKS):
+                continue  # its reply goes out as trained
             content = msg.content
             auth = instructions[name].content.config_records.get("fedqnn-auth")
             signer = name
-            if self.attack == "replay":
+            if attack == "replay":
                 old = self._history.get(name)
                 if old is None:  # the first round goes out honestly (and is accepted):
                     self._history[name] = _copy(content)  # that accepted payload is replayed
                     continue
                 content = _copy(old)
-            elif self.attack == "impersonation":
+            elif attack == "impersonation":
                 victims = [n for n, _ in replies if n not in self.nodes]
                 if not victims:
                     continue
                 signer = victims[int(gen.integers(len(victims)))]
             else:
-                assert self.spec is not None
+                spec = self.specs[attack]
                 own = _flat(content["arrays"].to_torch_state_dict(), keys) - theta
-                if self.spec.omniscient and h is None:
+                if spec.omniscient and h is None:
                     continue
-                bad = self.spec(own, h, gen, n=n_total, f=f)
+                bad = spec(own, h, gen, n=n_total, f=f)
                 metrics = dict(content["metrics"])
-                if self.spec.claims:  # errors / 10, shots x 10
+                if spec.claims:  # errors / 10, shots x 10
                     metrics["cal_p"] = float(metrics.get("cal_p", 0.0)) / 10.0
                     metrics["cal_r"] = float(metrics.get("cal_r", 0.0)) / 10.0
                     metrics["cal_shots"] = float(metrics.get("cal_shots", 0.0)) * 10.0

@@ -27,7 +27,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.byzantine import DATA_ATTACKS, byzantine_nodes, poison_targets
+from clients.byzantine import DATA_ATTACKS, attack_of, poison_targets, split_attack
 from fedqnn.config import validate
 from fedqnn.noise import calibration_for
 from fedqnn.partitions.federated import RECORD_EPOCHS, apply_round, kind_of, schmidt_metrics
@@ -112,7 +112,8 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
         if RECORD_EPOCHS in record:
             cfg = {**cfg, "train": {**cfg["train"], "epochs": int(record[RECORD_EPOCHS])}}
     data = _local_data(cfg_text, pid, num)
-    if cfg["attack"] in DATA_ATTACKS and f"node-{pid}" in byzantine_nodes(cfg, [f"node-{i}" for i in range(num)]):
+    if (any(a in DATA_ATTACKS for a in split_attack(cfg["attack"]))
+            and attack_of(cfg, [f"node-{i}" for i in range(num)]).get(f"node-{pid}") in DATA_ATTACKS):
         data = LocalData(data.x, poison_targets(cfg, data.target, 10 if task.kind == "classification" else None), data.y)
     cal = calibration_for(cfg, f"node-{pid}")
     if hasattr(model, "quantum") and hasattr(model.quantum, "set_noise"):

@@ -136,7 +136,8 @@ FIELDS: dict[str, Field] = {
                       choices=("auto", "on", "off")),
     "byzantine_fraction": _f(0.2, float, "fraction of Byzantine clients, 0 = none (robust rules take "
                              "f = ceil(fraction x n))", low=0.0, high=0.5),
-    "attack": _f("alie", str, "what the Byzantine clients do (fedqnn run --set attack=NAME; 'none' = honest)"),
+    "attack": _f("alie", str, "what the Byzantine clients do (fedqnn run --set attack=NAME; 'none' = honest); "
+                 "several joined by '+' (alie+bell-drain) give the Byzantine nodes one each, in turn"),
     "drain_pairs": _f(40, int, "attack=bell-drain: extra end-to-end Bell pairs each Byzantine node asks the "
                       "broker for every round and never uses", low=1),
     # partitions (issue 9, docs/partitions.md); `--set partition=circuit` is `partition.kind`
@@ -370,15 +371,18 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
                 f"model.device: QPU noise (noise={cfg['noise']!r}) is simulated on model.device='torch' "
                 "(Pauli trajectories); use --set noise=noiseless with other devices"
             )
-    from clients.byzantine import attack_names
+    from clients.byzantine import attack_names, split_attack
 
-    if cfg["attack"] not in attack_names():
-        raise ConfigError(f"attack: expected one of {', '.join(attack_names())}; got {cfg['attack']!r}")
+    parts = split_attack(cfg["attack"])
+    bad = [a for a in parts if a not in attack_names()]
+    if bad or ("none" in parts and len(parts) > 1):
+        raise ConfigError(f"attack: expected one of {', '.join(attack_names())}, or several joined by '+' "
+                          f"(one per Byzantine node, in turn); got {cfg['attack']!r}")
     if cfg["security"]["registry"] and cfg["byzantine_fraction"] > 0 and cfg["attack"] != "none":
         raise ConfigError(
             "byzantine_fraction: the simulated Byzantine clients re-sign with simulation keys; with "
             "security.registry (a deployment) set byzantine_fraction=0 or attack=none")
-    if cfg["attack"] == "bell-drain" and cfg["byzantine_fraction"] > 0 and cfg["broker"]["policy"] == "off":
+    if "bell-drain" in parts and cfg["byzantine_fraction"] > 0 and cfg["broker"]["policy"] == "off":
         raise ConfigError("attack: 'bell-drain' drains the entanglement broker's pairs; broker.policy must not "
                           "be 'off'")
     if cfg["auth"] == "qkd":

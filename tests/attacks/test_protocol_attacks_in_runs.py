@@ -42,3 +42,28 @@ def test_bell_drain_needs_the_broker(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="bell-drain"):
         config(tmp_path, attack="bell-drain", **{"broker.policy": "off"})
+
+
+def test_a_mixture_gives_each_byzantine_node_its_own_attack(tmp_path: Path) -> None:
+    from clients.byzantine import attack_of
+
+    cfg = config(tmp_path / "mix", rounds=3, attack="replay+bell-drain", byzantine_fraction=0.4, strategy="fedavg",
+                 drain_pairs=30, **{"faults.dropout": 0.0})
+    names = [f"node-{i}" for i in range(cfg["clients"])]
+    by_node = attack_of(cfg, names)
+    assert sorted(by_node.values()) == ["bell-drain", "replay"]
+    replayer = next(n for n, a in by_node.items() if a == "replay")
+    run_server(LocalGrid(cfg["clients"]), cfg)
+    out = rows(tmp_path / "mix")
+    assert sum(r["bell"]["drained"] for r in out) > 0  # the drainer drains
+    for r in out:  # only the replaying node is rejected, from its second round on
+        assert {(x["node"], x["reason"]) for x in r["rejected"]} <= {(replayer, "replay")}
+    assert any(r["rejected"] for r in out[1:])
+
+
+@pytest.mark.parametrize("attack", ["alie+nope", "none+alie", "alie+"])
+def test_a_bad_mixture_names_the_field(tmp_path: Path, attack: str) -> None:
+    from fedqnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="attack: expected one of"):
+        config(tmp_path, attack=attack)
