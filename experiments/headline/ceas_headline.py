@@ -22,8 +22,9 @@ taken per seed and a 95 % t-interval (n - 1 degrees of freedom) is put on their 
 Outputs in ``--out``: ``runs.csv`` (one row per run: final and best metric, rejected updates,
 bell utilization/served), ``curves.csv`` (metric per round), ``table.md`` (paired differences
 with CIs, beside the paper's claim), ``figure4.png`` (metric over rounds, mean and 95 % band,
-CEAS vs random selection under the first attack) and ``final.png`` (final metric per policy and
-attack). Runs already in ``runs.csv`` are skipped (resumable).
+CEAS vs random selection under the first attack) and ``differences.png`` (the paired differences
+per attack with their intervals, beside the paper's claim and the -3-point goal). Runs already
+in ``runs.csv`` are skipped (resumable).
 """
 
 from __future__ import annotations
@@ -223,26 +224,39 @@ def _plots(out: Path, runs: dict, curves: list[dict[str, str]], attacks: list[st
         fig.tight_layout()
         fig.savefig(out / "figure4.png", dpi=120)
         plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    groups = ["none", *attacks]
-    width = 0.8 / max(1, len(policies))
-    for j, p in enumerate(policies):
-        xs, ys, es = [], [], []
-        for i, atk in enumerate(groups):
-            vals = [float(r["final"]) * scale for (pp, aa, _), r in runs.items() if pp == p and aa == atk]
-            if not vals:
+    # paired differences per attack (what the table reports), as a forest plot
+    seeds_of = lambda p, atk: {s for (pp, aa, s) in runs if pp == p and aa == atk}  # noqa: E731
+    val = lambda p, atk, s: float(runs[(p, atk, s)]["final"]) * scale  # noqa: E731
+    series = [("CEAS minus oblivious", "oblivious", None, "tab:orange"),
+              ("CEAS minus random", "random", None, "tab:green"),
+              ("CEAS under attack minus CEAS without", None, "none", "tab:blue")]
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(attacks) + 1.6))
+    for k, (label, other, ref_attack, color) in enumerate(series):
+        ys, ms, los, his = [], [], [], []
+        for i, atk in enumerate(attacks):
+            if other is not None:
+                common = sorted(seeds_of("aware", atk) & seeds_of(other, atk))
+                diffs = [val("aware", atk, s) - val(other, atk, s) for s in common]
+            else:
+                common = sorted(seeds_of("aware", atk) & seeds_of("aware", ref_attack))
+                diffs = [val("aware", atk, s) - val("aware", ref_attack, s) for s in common]
+            if len(diffs) < 2:
                 continue
-            xs.append(i + j * width)
-            ys.append(np.mean(vals))
-            es.append(stats.t.ppf(0.975, len(vals) - 1) * np.std(vals, ddof=1) / math.sqrt(len(vals))
-                      if len(vals) > 1 else 0.0)
-        ax.bar(xs, ys, width, yerr=es, capsize=3, label=p)
-    ax.set_xticks([i + width * (len(policies) - 1) / 2 for i in range(len(groups))], groups)
-    ax.set_ylabel(f"final {metric}" + (" (%)" if scale == 100 else ""))
-    ax.set_title("final metric per policy and attack (95 % CI over seeds)")
-    ax.legend()
+            m, lo, hi = t_interval(diffs)
+            ys, ms, los, his = ys + [i + (k - 1) * 0.25], ms + [m], los + [lo], his + [hi]
+        if ys:
+            ax.errorbar(ms, ys, xerr=[np.subtract(ms, los), np.subtract(his, ms)], fmt="o", color=color,
+                        capsize=3, label=label)
+    ax.axvspan(10, 15, color="grey", alpha=0.2, label="CEAS paper's claim (+10 to +15)")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.axvline(-3, color="tab:red", ls="--", lw=0.8, label="goal: no-attack gap within -3")
+    ax.set_yticks(range(len(attacks)), attacks)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference in final {metric}" + (" (points)" if scale == 100 else ""))
+    ax.set_title("paired differences per attack, mean and 95 % t-interval over seeds")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out / "final.png", dpi=120)
+    fig.savefig(out / "differences.png", dpi=120)
     plt.close(fig)
 
 
