@@ -120,11 +120,18 @@ class Adversary:
     def rewrite(
         self, server_round: int, global_arrays: ArrayRecord, replies: list[tuple[str, Message]],
         instructions: dict[str, Message],
-    ) -> None:
-        """Rewrite the Byzantine nodes' replies in place (content replaced, re-signed)."""
+    ) -> list[tuple[str, str]]:
+        """Rewrite the Byzantine nodes' replies in place (content replaced, re-signed).
+
+        Returns ``(node, reason)`` for each node whose attack could not be crafted this round
+        (e.g. too few honest replies left after dropouts); its reply goes out as trained and
+        the other nodes' attacks go ahead."""
+        from clients.attacks.zoo import AttackError
+
         byz = [(n, m) for n, m in replies if n in self.nodes and not m.has_error()]
+        failed: list[tuple[str, str]] = []
         if not byz or not self.active:
-            return
+            return failed
         base = global_arrays.to_torch_state_dict()
         keys = list(base)
         theta = _flat(base, keys)
@@ -154,8 +161,13 @@ class Adversary:
                 spec = self.specs[attack]
                 own = _flat(content["arrays"].to_torch_state_dict(), keys) - theta
                 if spec.omniscient and h is None:
+                    failed.append((name, f"{attack}: no honest reply to craft it from"))
                     continue
-                bad = spec(own, h, gen, n=n_total, f=f)
+                try:
+                    bad = spec(own, h, gen, n=n_total, f=f)
+                except AttackError as exc:
+                    failed.append((name, str(exc)))
+                    continue
                 metrics = dict(content["metrics"])
                 if spec.claims:  # errors / 10, shots x 10
                     metrics["cal_p"] = float(metrics.get("cal_p", 0.0)) / 10.0
@@ -168,6 +180,7 @@ class Adversary:
             if auth is not None:
                 _resign(self.cfg, content, auth, name, signer)
             msg.content = content
+        return failed
 
 
 def _copy(content: RecordDict) -> RecordDict:

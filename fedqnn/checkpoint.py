@@ -303,9 +303,11 @@ def config_for_resume(out: str | Path, rounds: int | None = None) -> dict[str, A
 
 def check_same_run(stored: dict[str, Any], cfg: dict[str, Any]) -> None:
     """A resume may change only :data:`RESUMABLE_DIFFS`; anything else is a different run."""
-    from fedqnn.config import flatten
+    from fedqnn.config import FIELDS, flatten
 
     a, b = flatten(stored), flatten(cfg)
+    # a key added to the config after the checkpoint was written counts as its default
+    a.update({k: v for k, v in b.items() if k not in a and k in FIELDS and v == FIELDS[k].default})
     diff = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in RESUMABLE_DIFFS and a.get(k) != b.get(k))
     if diff:
         raise CheckpointError(

@@ -378,6 +378,11 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
     if bad or ("none" in parts and len(parts) > 1):
         raise ConfigError(f"attack: expected one of {', '.join(attack_names())}, or several joined by '+' "
                           f"(one per Byzantine node, in turn); got {cfg['attack']!r}")
+    cfg["attack"] = "+".join(parts)  # normalised: no stray spaces
+    n_byz = math.ceil(cfg["byzantine_fraction"] * cfg["clients"] - 1e-9)
+    if len(parts) > 1 and 0 < n_byz < len(parts):
+        raise ConfigError(f"attack: the mixture {cfg['attack']!r} needs at least {len(parts)} Byzantine nodes, "
+                          f"but byzantine_fraction x clients gives {n_byz}")
     if cfg["security"]["registry"] and cfg["byzantine_fraction"] > 0 and cfg["attack"] != "none":
         raise ConfigError(
             "byzantine_fraction: the simulated Byzantine clients re-sign with simulation keys; with "
@@ -385,6 +390,12 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
     if "bell-drain" in parts and cfg["byzantine_fraction"] > 0 and cfg["broker"]["policy"] == "off":
         raise ConfigError("attack: 'bell-drain' drains the entanglement broker's pairs; broker.policy must not "
                           "be 'off'")
+    b = cfg["broker"]
+    need = b.get("pairs_per_node", 0) + (b.get("key_pairs_per_node") or 0)
+    if b.get("quota") is not None and b.get("policy") != "off" and b["quota"] < need:
+        raise ConfigError(f"broker.quota: expected >= {need} (broker.pairs_per_node"
+                          f"{' + broker.key_pairs_per_node' if b.get('key_pairs_per_node') else ''}: a smaller "
+                          f"quota never serves a participant in full), got {b['quota']}")
     if cfg["auth"] == "qkd":
         if cfg["broker"]["policy"] == "off":
             raise ConfigError("auth: 'qkd' draws its key pairs from the entanglement broker; "

@@ -303,19 +303,15 @@ def run_server(
         replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
         attack_events: list[dict[str, str]] = []
         if adversary.active:  # simulation: colluding Byzantine nodes rewrite and re-sign their replies
-            from clients.attacks.zoo import AttackError
-
-            try:
-                adversary.rewrite(
-                    server_round, arrays,
-                    [(names.get(m.metadata.src_node_id, "?"), m) for m in replies],
-                    {names[m.metadata.dst_node_id]: m for m in messages},
-                )
-            except AttackError as exc:  # e.g. too few honest replies left (dropouts, outages) to craft it
-                log(INFO, "fedqnn: round %s: the attack could not be crafted (%s); Byzantine replies sent as trained",
-                    server_round, exc)
-                attack_events = [{"node": n, "event": "attack-unavailable"} for n in adversary.nodes
-                                 if any(names.get(m.metadata.src_node_id) == n and not m.has_error() for m in replies)]
+            unavailable = adversary.rewrite(
+                server_round, arrays,
+                [(names.get(m.metadata.src_node_id, "?"), m) for m in replies],
+                {names[m.metadata.dst_node_id]: m for m in messages},
+            )
+            for node, why in unavailable:  # e.g. too few honest replies left (dropouts, outages)
+                log(INFO, "fedqnn: round %s: the attack of %s could not be crafted (%s); its reply is sent as "
+                    "trained", server_round, node, why)
+            attack_events = [{"node": n, "event": "attack-unavailable"} for n, _ in unavailable]
         failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in replies if m.has_error()]
         answered = {m.metadata.src_node_id for m in replies}
         failed += [names[m.metadata.dst_node_id] for m in messages if m.metadata.dst_node_id not in answered]

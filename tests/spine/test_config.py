@@ -63,3 +63,26 @@ def test_qkd_config_sets_the_key_demand_and_refuses_what_cannot_work():
         build_config({"broker.key_pairs_per_node": 10})
     with pytest.raises(ConfigError, match=r"^qkd.key_bits"):
         build_config({"auth": "qkd", "qkd.key_bits": 8})
+
+
+def test_attack_mixtures_are_normalised_and_need_enough_byzantine_nodes() -> None:
+    assert build_config({"clients": 10}, {"attack": " alie + ipm "})["attack"] == "alie+ipm"
+    with pytest.raises(ConfigError, match="needs at least 3 Byzantine nodes"):
+        build_config({"clients": 10}, {"attack": "alie+ipm+bell-drain", "byzantine_fraction": 0.1})
+    assert build_config({"clients": 10}, {"attack": "alie+ipm", "byzantine_fraction": 0.0})["attack"] == "alie+ipm"
+
+
+def test_broker_quota_must_cover_a_participants_demand() -> None:
+    with pytest.raises(ConfigError, match=r"broker.quota: expected >= 4"):
+        build_config({"clients": 10}, {"broker.quota": 3})
+    assert build_config({"clients": 10}, {"broker.quota": 4})["broker"]["quota"] == 4
+
+
+def test_resume_accepts_a_checkpoint_written_before_a_key_existed() -> None:
+    from fedqnn.checkpoint import CheckpointError, check_same_run
+
+    cfg = build_config({"clients": 10}, {})
+    stored = {k: v for k, v in cfg.items() if k != "drain_pairs"}  # an older run's config
+    check_same_run(stored, cfg)
+    with pytest.raises(CheckpointError, match="drain_pairs"):
+        check_same_run(stored, {**cfg, "drain_pairs": 7})
