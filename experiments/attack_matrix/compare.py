@@ -9,7 +9,8 @@ value for every seed, chosen on the same data, which favours the built-in); CEAS
 CEAS minus ``nnm-cc`` (paired by seed); and CEAS under the attack minus CEAS without attack.
 Intervals are 95 % t-intervals on the per-seed differences (``fedqnn.stats.t_interval``).
 Verdicts: "yes" when the interval clears the goal, "no" when it lies wholly on the wrong side,
-"open" otherwise (too few seeds or too close to tell).
+"open" otherwise (too few seeds or too close to tell). A second table summarises each defence
+over the whole zoo: its mean over the attacks and its worst attack, and CEAS minus it in both.
 """
 
 from __future__ import annotations
@@ -51,6 +52,45 @@ def _verdict(lo: float, hi: float, threshold: float) -> str:
     return "yes" if lo >= threshold else ("no" if hi < threshold else "open")
 
 
+def _over_the_zoo(cells: dict[tuple[str, str], dict[int, float]], attacks: list[str], scale: float,
+                  fmt) -> list[str]:  # noqa: ANN001
+    """Per defence, over every attack but ``none``: the mean and the worst attack; CEAS minus the
+    defence in both, paired by seed (per seed: the mean / the minimum over the attacks)."""
+    atks = [a for a in attacks if a != "none"]
+    strategies = list(dict.fromkeys(s for s, _ in cells))
+    seeds = sorted({s for v in cells.values() for s in v})
+
+    def per_seed(strategy: str, how) -> dict[int, float] | None:  # noqa: ANN001
+        out = {}
+        for seed in seeds:
+            vals = [cells.get((strategy, a), {}).get(seed) for a in atks]
+            if any(v is None for v in vals):
+                return None  # an n/a cell: no full-zoo summary for this defence
+            out[seed] = how(vals)
+        return out
+
+    ceas_mean, ceas_min = per_seed("ceas", np.mean), per_seed("ceas", min)
+    lines = ["", f"Over the whole zoo ({len(atks)} attacks), per defence: the mean over attacks and the worst "
+             "attack (means over seeds); CEAS minus the defence, paired by seed (per seed: mean / minimum "
+             "over the attacks).", "",
+             "| defence | mean over attacks | worst attack | CEAS minus it: mean | CEAS minus it: worst case |",
+             "|---|---|---|---|---|"]
+    for st in strategies:
+        mean_s, min_s = per_seed(st, np.mean), per_seed(st, min)
+        if mean_s is None or min_s is None:
+            lines.append(f"| {st} | n/a (some cell n/a) | | | |")
+            continue
+        by_attack = {a: np.mean(list(cells[(st, a)].values())) for a in atks}
+        worst = min(by_attack, key=by_attack.get)
+        if st == "ceas" or ceas_mean is None or ceas_min is None:
+            dm = dw = "(reference)" if st == "ceas" else "n/a"
+        else:
+            dm, dw = fmt(*_diff(ceas_mean, mean_s, scale)[:3]), fmt(*_diff(ceas_min, min_s, scale)[:3])
+        lines.append(f"| {st} | {scale * np.mean(list(mean_s.values())):.2f} | {worst} "
+                     f"{scale * by_attack[worst]:.2f} | {dm} | {dw} |")
+    return lines
+
+
 def compare(out: Path) -> str:
     cells, metric = load(out / "results.csv")
     scale = 100.0 if metric == "accuracy" else 1.0
@@ -79,6 +119,7 @@ def compare(out: Path) -> str:
             own, verdict3 = fmt(am, alo, ahi), _verdict(alo, ahi, -3.0)
         lines.append(f"| {atk} | {scale * np.mean(list(ceas.values())):.2f} | {best_txt} | {fmt(m, lo, hi)} | "
                      f"{_verdict(lo, hi, 0.0) if best else 'n/a'} | {fmt(nm, nlo, nhi)} | {own} | {verdict3} |")
+    lines += _over_the_zoo(cells, attacks, scale, fmt)
     text = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(text)
     return text
