@@ -43,6 +43,7 @@ from clients.attacks.zoo import (
     perturbation,
     scaled,
     sign_flip,
+    stamp_adaptive,
     stamp_inflation,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "perturbation",
     "scaled",
     "sign_flip",
+    "stamp_adaptive",
     "stamp_inflation",
 ]
 
@@ -107,6 +109,8 @@ ATTACKS: dict[str, AttackSpec] = {
         AttackSpec("min-sum", min_sum, True, cite="Shejwalkar & Houmansadr, NDSS 2021"),
         AttackSpec("fang-krum", fang_krum, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
         AttackSpec("fang-median", fang_median, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
+        AttackSpec("stamp-adaptive", stamp_adaptive, True,
+                   cite="white box against CEAS's stamp-consistency filter (fedqnn, docs/attacks.md)"),
         AttackSpec("stamp-inflation", stamp_inflation, False, claims=True,
                    cite="CEAS Definition 4: Byzantine nodes control their reported calibration"),
     ]

@@ -35,6 +35,7 @@ __all__ = [
     "perturbation",
     "min_max",
     "min_sum",
+    "stamp_adaptive",
     "fang_krum",
     "fang_median",
     "stamp_inflation",
@@ -282,6 +283,41 @@ def min_max(own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generator
         return float(np.linalg.norm(mu + g * p - h, axis=1).max()) <= bound
 
     return mu + _gamma_search(ok, 2.0 * bound / pn, tol) * p
+
+
+def stamp_adaptive(own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generator | None = None,
+                   *, n: int | None = None, f: int = 1, kappa: float = 0.6) -> np.ndarray:
+    """White-box attack on CEAS's stamp-consistency filter (fedqnn; cf. the bench's ``adaptive``).
+
+    The filter judges ||x_k - c||^2 against the node's own predicted spread T_k (from its declared
+    calibration) and flags updates that are too far, too near, or too close to another. The
+    attacker keeps its honest calibration and its own honest distance r = ||x_own - m|| to the
+    honest mean m, so its ratio looks honest, but turns a share kappa of it against m:
+
+        x_byz = m + r (sqrt(kappa) u + sqrt(1 - kappa) v),   u = -m / ||m||,
+
+    v the unit part of x_own - m orthogonal to u (its own noise direction, so colluders stay as
+    far apart as honest nodes; a seeded random one if x_own - m is parallel to u). Hence
+    ||x_byz - m|| = r and <x_byz - m, m> = -sqrt(kappa) r ||m|| < 0."""
+    v_own = _own(own)
+    h = _honest(honest, v_own.shape[0], "stamp-adaptive")
+    if not 0.0 <= kappa <= 1.0:
+        raise AttackError(f"stamp-adaptive: kappa must be in [0, 1]; got {kappa}")
+    m = h.mean(axis=0)
+    mn = float(np.linalg.norm(m))
+    delta = v_own - m
+    r = float(np.linalg.norm(delta))
+    if mn == 0.0 or r == 0.0:
+        return v_own.copy()
+    u = -m / mn
+    w = delta - float(delta @ u) * u
+    if float(np.linalg.norm(w)) <= 1e-12 * r:
+        if rng is None:
+            raise AttackError("stamp-adaptive: own update parallel to the mean; needs a seeded rng")
+        w = rng.normal(size=v_own.shape)
+        w -= float(w @ u) * u
+    v = w / float(np.linalg.norm(w))
+    return m + r * (math.sqrt(kappa) * u + math.sqrt(1.0 - kappa) * v)
 
 
 def min_sum(own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generator | None = None,

@@ -29,6 +29,7 @@ from clients.attacks import (
     perturbation,
     scaled,
     sign_flip,
+    stamp_adaptive,
     stamp_inflation,
 )
 from strategies.robust import krum
@@ -167,9 +168,31 @@ def test_flip_labels() -> None:
         flip_labels(np.array([10]), 10)
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 12), d=st.integers(2, 20), kappa=st.floats(0.0, 1.0))
+def test_stamp_adaptive_keeps_its_own_distance_and_opposes_the_mean(seed: int, m: int, d: int, kappa: float) -> None:
+    h = _honest(seed, m, d)
+    own = h[0] + np.random.default_rng(seed + 1).normal(size=d)
+    mu = h.mean(axis=0)
+    x = stamp_adaptive(own, h, np.random.default_rng(seed))
+    x_k = stamp_adaptive(own, h, np.random.default_rng(seed), kappa=kappa)
+    r = np.linalg.norm(own - mu)
+    assert np.linalg.norm(x_k - mu) == pytest.approx(r, rel=1e-9)  # the filter sees its honest spread
+    assert (x_k - mu) @ mu == pytest.approx(-np.sqrt(kappa) * r * np.linalg.norm(mu), rel=1e-6, abs=1e-9)
+    assert (x - mu) @ mu < 0
+
+
+def test_stamp_adaptive_parallel_and_bad_kappa() -> None:
+    h = np.array([[1.0, 0.0], [1.0, 0.0]])
+    x = stamp_adaptive(np.array([3.0, 0.0]), h, np.random.default_rng(0))  # own - mean parallel to the mean
+    assert np.linalg.norm(x - h[0]) == pytest.approx(2.0)
+    with pytest.raises(AttackError, match="kappa"):
+        stamp_adaptive(np.array([3.0, 0.0]), h, kappa=1.5)
+
+
 def test_registry_names_and_entry_points() -> None:
     for name in ["sign-flip", "gaussian", "scaled", "alie", "ipm", "mimic", "min-max", "min-sum",
-                 "fang-krum", "fang-median", "stamp-inflation"]:
+                 "fang-krum", "fang-median", "stamp-inflation", "stamp-adaptive"]:
         assert get_attack(name).name == name
         assert name in list_attacks()
     with pytest.raises(KeyError, match="unknown attack"):
