@@ -38,6 +38,7 @@ __all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "NETWORK_ATTACKS", "byzantine_nod
 PROTOCOL_ATTACKS = ("replay", "impersonation")
 NETWORK_ATTACKS = ("bell-drain",)
 DATA_ATTACKS = ("label-flip",)
+_SENT_AS_TRAINED = ("none", *DATA_ATTACKS, *NETWORK_ATTACKS)  # the hook leaves these replies alone
 
 
 def attack_names() -> list[str]:
@@ -95,12 +96,11 @@ class Adversary:
 
     def __init__(self, cfg: dict[str, Any], node_names: list[str]) -> None:
         self.cfg = cfg
-        self.attack = cfg["attack"]
         self.by_node = attack_of(cfg, node_names)  # node -> its attack (a mixture gives several)
         self.nodes = list(self.by_node)
         self.specs: dict[str, Any] = {}
         for a in set(self.by_node.values()):
-            if a not in ("none", *DATA_ATTACKS, *PROTOCOL_ATTACKS, *NETWORK_ATTACKS):
+            if a not in (*_SENT_AS_TRAINED, *PROTOCOL_ATTACKS):
                 from clients.attacks import get_attack
 
                 self.specs[a] = get_attack(a)
@@ -109,7 +109,7 @@ class Adversary:
     @property
     def active(self) -> bool:
         """Whether some Byzantine node rewrites its reply (vector and protocol attacks)."""
-        return any(a not in ("none", *DATA_ATTACKS, *NETWORK_ATTACKS) for a in self.by_node.values())
+        return any(a not in _SENT_AS_TRAINED for a in self.by_node.values())
 
     def drain_requests(self) -> dict[str, int] | None:
         """Bell-pair draining: the extra pairs each draining node asks the broker for this
@@ -141,8 +141,8 @@ class Adversary:
         n_total, f = len([m for _, m in replies if not m.has_error()]), len(byz)
         for name, msg in byz:
             attack = self.by_node[name]
-            if attack in ("none", *DATA_ATTACKS, *NETWORK_ATTACKS):
-                continue  # its reply goes out as trained
+            if attack in _SENT_AS_TRAINED:
+                continue
             content = msg.content
             auth = instructions[name].content.config_records.get("fedqnn-auth")
             signer = name
