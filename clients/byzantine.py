@@ -23,13 +23,13 @@ that node's own key and the nonce the node was issued, exactly as a colluding in
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
+from fedqnn.byzantine_count import byzantine_count
 from fedqnn.seeding import rng
 
 __all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "NETWORK_ATTACKS", "byzantine_nodes", "attack_of", "split_attack",
@@ -60,13 +60,13 @@ def attack_of(cfg: dict[str, Any], node_names: list[str]) -> dict[str, str]:
 
 
 def byzantine_nodes(cfg: dict[str, Any], node_names: list[str]) -> list[str]:
-    """ceil(byzantine_fraction x N) nodes drawn from the stream (seed, 'byzantine'); none if the
+    """byzantine_count(byzantine_fraction, N) = ceil(byzantine_fraction x N - 1e-9) nodes drawn from the stream (seed, 'byzantine'); none if the
     attack is 'none' or the fraction 0."""
     frac = cfg.get("byzantine_fraction", 0.0)
     if cfg.get("attack", "none") == "none" or frac <= 0:
         return []
     names = sorted(node_names, key=lambda s: int(s.rsplit("-", 1)[-1]) if s.rsplit("-", 1)[-1].isdigit() else 0)
-    k = min(len(names), int(math.ceil(frac * len(names) - 1e-9)))
+    k = min(len(names), byzantine_count(frac, len(names)))
     pick = rng(cfg["seed"], "byzantine").choice(len(names), size=k, replace=False)
     return sorted((names[i] for i in pick), key=names.index)
 

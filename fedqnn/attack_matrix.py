@@ -5,7 +5,7 @@
                          [--rounds R] [--task NAME] --out DIR
 
 Every cell is one federated run with the same physics (noise, broker, auth) and only the named
-factors changed. Rules that take f get f = ceil(fraction x participants); a cell whose
+factors changed. Rules that take f get f = byzantine_count(fraction, participants); a cell whose
 precondition fails for the planned participants (Krum/MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3,
 trimmed mean f/n < 1/2, NNM-CC n > 2f) is written as ``n/a`` and not run. Finished cells (rows already in
 ``DIR/results.csv``) are skipped on a rerun. All cells run one after another on **one**
@@ -26,6 +26,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from fedqnn.byzantine_count import byzantine_count
 from fedqnn.config import ConfigError, build_config, flatten
 
 __all__ = ["add_arguments", "main", "precondition", "COLUMNS"]
@@ -137,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
                 continue
             cfg = cfgs[cell]
             n = max(1, int(round(cfg["fraction_train"] * cfg["clients"])))
-            f = int(math.ceil(fr * n - 1e-9))
+            f = byzantine_count(fr, n)
             why = precondition(s, n, f)
             if why:
                 wr.writerow({"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed,

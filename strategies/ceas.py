@@ -28,6 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedqnn.byzantine_count import byzantine_count
 from fedqnn.noise import Calibration, calibration_for, shrink_factor, simulated_shrink
 from fedqnn.qfi import quantum_fisher
 from fedqnn.seeding import derive_seed
@@ -41,7 +42,7 @@ from fedqnn.stamps import (
 )
 from strategies import ceas_math
 from strategies.flower_builtins import PreconditionError, clamp_num_examples
-from strategies.registry import byzantine_f, register
+from strategies.registry import register
 
 __all__ = ["CEAS"]
 
@@ -158,7 +159,7 @@ class CEAS(FedAvg):
             steps = cfg["train"]["epochs"] * math.ceil(data_n / cfg["train"]["batch_size"])
             kappa = model_kappa(cfg, trace_g, steps, cfg["train"]["batch_size"])
         stamps = stamps_from_factors(factors_arr, kappa)
-        f = byzantine_f(cfg, len(replies))
+        f = byzantine_count(cfg.get("byzantine_fraction", 0.0), len(replies))
         try:
             res = ceas_math.robust_fidelity_aggregate(
                 x, stamps, outlier=c["filter"], premix=None if c["premix"] == "none" else c["premix"],

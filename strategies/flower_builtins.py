@@ -3,7 +3,8 @@
 1. ``num-examples`` is client-reported, and FedAvg/MultiKrum weight by it: a Byzantine client
    could inflate it. Each reply's value is clamped to ``[0, data.samples_per_client]`` (the most
    any client holds) before Flower aggregates.
-2. Rules that take the number of Byzantine nodes f get f = ceil(byzantine_fraction x n) for the
+2. Rules that take the number of Byzantine nodes f get f = :func:`~fedqnn.byzantine_count.byzantine_count`
+   (byzantine_fraction, n), i.e. ceil(byzantine_fraction x n - 1e-9), for the
    n replies of the round, and their preconditions are checked (Flower's Krum does not):
    Krum / MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3, trimmed mean beta = f / n < 1/2.
    A failed precondition raises :class:`PreconditionError`; the server records the round as
@@ -19,11 +20,10 @@ from typing import Any
 from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import Bulyan, FedAvg, FedMedian, FedTrimmedAvg, Krum, MultiKrum
 
+from fedqnn.byzantine_count import byzantine_count
+from strategies.errors import PreconditionError
+
 __all__ = ["BUILTINS", "PreconditionError", "clamp_num_examples"]
-
-
-class PreconditionError(ValueError):
-    """A robust rule's precondition on (n, f) does not hold."""
 
 
 def clamp_num_examples(replies: list[Message], max_examples: int) -> None:
@@ -36,10 +36,6 @@ def clamp_num_examples(replies: list[Message], max_examples: int) -> None:
                 v = record["num-examples"]
                 ok = isinstance(v, int | float) and math.isfinite(v)
                 record["num-examples"] = int(min(max(v if ok else 0, 0), max_examples))
-
-
-def _f(cfg: dict[str, Any], n: int) -> int:
-    return int(math.ceil(cfg.get("byzantine_fraction", 0.0) * n - 1e-9))
 
 
 class _Guarded:
@@ -56,9 +52,17 @@ class _Guarded:
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = [m for m in replies if not m.has_error()]
         clamp_num_examples(replies, self.fedqnn_cfg["data"]["samples_per_client"])
-        n = len(replies)
-        f = _f(self.fedqnn_cfg, n)
-        self._precondition(n, f)
+        f = byzantine_count(self.fedqnn_cfg.get("byzantine_fraction", 0.0), len(replies))
+        return self.aggregate_with_f(server_round, replies, f)
+
+    def aggregate_with_f(
+        self, server_round: int, replies: list[Message], f: int
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Check the precondition for (n = len(replies), f), hand f to the Flower rule, aggregate.
+
+        ``aggregate_train`` calls it with the round's f; the vector adapters of
+        :mod:`strategies.robust.flower` call it with a given f (same code path from here on)."""
+        self._precondition(len(replies), f)
         return super().aggregate_train(server_round, replies)  # type: ignore[misc]
 
 

@@ -23,6 +23,7 @@ import torch
 from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import FedAvg
 
+from fedqnn.byzantine_count import byzantine_count
 from strategies.flower_builtins import PreconditionError, _Guarded, _kw
 from strategies.robust import rules
 
@@ -61,7 +62,7 @@ class NnmCenteredClipping(_Guarded, FedAvg):
             template = template or sd
             vecs.append(v)
         x = np.stack(vecs)
-        f = int(np.ceil(self.fedqnn_cfg.get("byzantine_fraction", 0.0) * len(x) - 1e-9))
+        f = byzantine_count(self.fedqnn_cfg.get("byzantine_fraction", 0.0), len(x))
         agg = rules.centered_clipping(rules.nnm(x, f=f), f=f)
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         i = 0

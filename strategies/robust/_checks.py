@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from strategies.errors import PreconditionError
+
 __all__ = ["PreconditionError", "as_vectors", "check_f"]
-
-
-class PreconditionError(ValueError):
-    """A robust rule's precondition does not hold (for example Krum's n >= 2f + 3)."""
 
 
 def as_vectors(vectors: object, *, name: str = "vectors") -> np.ndarray:
