@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from strategies.robust import krum_scores
+from strategies.robust.flower import krum_select
 
 __all__ = [
     "AttackError",
@@ -352,7 +352,8 @@ def fang_krum(own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generat
     lambda from the paper's upper bound
         lambda_0 = min_i sum_{l in N_i} ||x_l - x_i|| / ((m - 2f - 1) sqrt(d)) + max_i ||x_i|| / sqrt(d)
     (m honest, N_i the m - f - 2 honest nearest to x_i), halved until Krum (with this f) over the
-    honest updates plus f copies of x_byz selects a Byzantine one, or lambda < lambda_min."""
+    honest updates plus f copies of x_byz selects a Byzantine one, or lambda < lambda_min. The
+    selection is Flower's, the one runs aggregate with (:func:`strategies.robust.flower.krum_select`)."""
     h = _honest(honest, _own(own).shape[0], "fang-krum", min_rows=2)
     m, d = h.shape
     f = int(f)
@@ -368,7 +369,7 @@ def fang_krum(own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generat
     while lam >= lambda_min and max_halvings > 0:
         byz = -lam * s
         allv = np.vstack([h, np.tile(byz, (f, 1))])
-        if int(np.argmin(krum_scores(allv, f=f))) >= m:
+        if int(krum_select(allv, f=f)[0]) >= m:
             return byz
         lam *= 0.5
         max_halvings -= 1

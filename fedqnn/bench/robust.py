@@ -16,8 +16,10 @@ Setup (all seeded through :func:`fedqnn.seeding.rng`):
 * oracle: the inverse-variance (true Sigma) weighted mean of the honest nodes only.
 
 Printed per attack: sqrt(E||agg - g||^2) / sqrt(E||oracle - g||^2) over the trials, for the CEAS
-robust fidelity-weighted aggregate (default filter and cap, and variants), our plain rules and
-ByzFL's aggregators. ByzFL is optional (the ``bench`` extra; install it as
+robust fidelity-weighted aggregate (default filter and cap, and variants), the plain rules and
+ByzFL's aggregators. The plain rules are :mod:`strategies.robust`: median, trimmed mean, Krum,
+Multi-Krum and Bulyan are the run's guarded Flower strategies (the code a run with that
+``strategy`` aggregates with), geometric median, centred clipping and NNM our own. ByzFL is optional (the ``bench`` extra; install it as
 ``pip install byzfl --no-deps``, its torchvision pin would replace the CPU torch): without it the ByzFL columns and attacks are skipped with a
 message. Nothing here is asserted; goals are printed beside the numbers.
 """

@@ -1,4 +1,9 @@
-"""Flower-free robust aggregation rules on update vectors, and a registry of them by name.
+"""Robust aggregation rules on update vectors, and a registry of them by name.
+
+``mean``, ``median``, ``trimmed-mean``, ``krum``, ``multikrum`` and ``bulyan`` are the run's
+guarded Flower strategies behind a vectors-in/vector-out adapter (:mod:`strategies.robust.flower`),
+so what is benchmarked and tested is what runs aggregate with; ``geometric-median``,
+``centered-clipping`` and ``nnm``, which Flower lacks, are ours (:mod:`strategies.robust.rules`).
 
 Every rule is ``rule(vectors: (n, d) array, *, f: int = 0, **params) -> (d,) array`` (``nnm`` is
 a pre-aggregation and returns (n, d)). Preconditions are checked and raise
@@ -22,18 +27,16 @@ from typing import Any
 import numpy as np
 
 from strategies.robust._checks import PreconditionError, as_vectors, check_f
-from strategies.robust.rules import (
+from strategies.robust.flower import (
     bulyan,
-    centered_clipping,
     coordinate_median,
-    geometric_median,
     krum,
-    krum_scores,
+    krum_select,
     mean,
     multi_krum,
-    nnm,
     trimmed_mean,
 )
+from strategies.robust.rules import centered_clipping, geometric_median, nnm
 
 __all__ = [
     "PreconditionError",
@@ -48,7 +51,7 @@ __all__ = [
     "coordinate_median",
     "geometric_median",
     "krum",
-    "krum_scores",
+    "krum_select",
     "mean",
     "multi_krum",
     "nnm",
@@ -69,10 +72,12 @@ RULES: dict[str, Rule] = {
     "nnm": nnm,
 }
 
-#: Each rule's precondition on (n, f), in words; ``precondition_holds`` evaluates it.
+#: Each rule's precondition on (n, f), in words; ``precondition_holds`` evaluates it. Flower's
+#: rules carry the run's guards (strategies.flower_builtins): FedMedian takes no f, trimmed mean
+#: needs beta = f / n < 1/2, i.e. n > 2f.
 PRECONDITIONS: dict[str, str] = {
     "mean": "n >= 1",
-    "median": "n > 2f",
+    "median": "n >= 1",
     "trimmed-mean": "n > 2f",
     "krum": "n >= 2f + 3",
     "multikrum": "n >= 2f + 3",

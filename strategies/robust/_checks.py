@@ -34,11 +34,13 @@ def as_vectors(vectors: object, *, name: str = "vectors") -> np.ndarray:
 
 
 def check_f(f: object, n: int, rule: str, *, need: str = "n > 2f") -> int:
-    """``f`` as a non-negative int satisfying the rule's bound ``need`` (one of the named forms)."""
+    """``f`` as a non-negative int satisfying the rule's bound ``need`` (one of the named forms;
+    ``"any"``: only the type is checked, the rule checks its own bound)."""
     if isinstance(f, bool) or not isinstance(f, int | np.integer) or int(f) < 0:
         raise PreconditionError(f"{rule}: f must be a non-negative integer; got {f!r}")
     f = int(f)
     bounds = {
+        "any": True,
         "n > f": n > f,
         "n > 2f": n > 2 * f,
         "n >= 2f + 3": n >= 2 * f + 3,

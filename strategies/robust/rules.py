@@ -1,17 +1,12 @@
-"""Robust aggregation rules on update vectors, in ByzFL's style: (n, d) array in, (d,) array out.
+"""The robust rules Flower lacks, on update vectors in ByzFL's style: (n, d) array in, (d,) out.
 
-Each rule is a pure function ``rule(vectors, *, f=..., ...) -> np.ndarray``. It checks its own
+Median, trimmed mean, Krum, Multi-Krum and Bulyan are Flower's, used as runs use them
+(:mod:`strategies.robust.flower`); this module holds the rest. Each rule is a pure function ``rule(vectors, *, f=..., ...) -> np.ndarray``. It checks its own
 preconditions and raises :class:`~strategies.robust._checks.PreconditionError` naming them, and
 never mutates its input. ``f`` is the number of Byzantine vectors the rule must tolerate.
 
 References
 ----------
-- Coordinate-wise median and trimmed mean: Yin, Chen, Ramchandran, Bartlett, "Byzantine-robust
-  distributed learning: towards optimal statistical rates", ICML 2018.
-- Krum, Multi-Krum: Blanchard, El Mhamdi, Guerraoui, Stainer, "Machine learning with
-  adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
-- Bulyan: El Mhamdi, Guerraoui, Rouault, "The hidden vulnerability of distributed learning in
-  Byzantium", ICML 2018.
 - Geometric median (smoothed Weiszfeld): Pillutla, Kakade, Harchaoui, "Robust aggregation for
   federated learning", IEEE TSP 2022.
 - Centred clipping: Karimireddy, He, Jaggi, "Learning from history for Byzantine robust
@@ -27,13 +22,6 @@ import numpy as np
 from strategies.robust._checks import PreconditionError, as_vectors, check_f
 
 __all__ = [
-    "mean",
-    "coordinate_median",
-    "trimmed_mean",
-    "krum_scores",
-    "krum",
-    "multi_krum",
-    "bulyan",
     "geometric_median",
     "centered_clipping",
     "nnm",
@@ -47,104 +35,6 @@ def _sq_dists(x: np.ndarray) -> np.ndarray:
     np.maximum(d2, 0.0, out=d2)
     np.fill_diagonal(d2, 0.0)
     return d2
-
-
-def _order(scores: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Indices sorted by score, ties (to 12 significant digits) broken by the vectors themselves
-    (lexicographically), so the choice does not depend on the input order."""
-    rounded = np.array([float(f"{s:.12g}") for s in scores])
-    keys = tuple(x[:, j] for j in range(x.shape[1] - 1, -1, -1)) + (rounded,)
-    return np.lexsort(keys)
-
-
-def mean(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
-    """Plain average (not robust; ``f`` is accepted and ignored for a uniform signature)."""
-    x = as_vectors(vectors)
-    return x.mean(axis=0)
-
-
-def coordinate_median(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
-    """Coordinate-wise median (Yin et al. 2018). Precondition: n > 2f."""
-    x = as_vectors(vectors)
-    check_f(f, x.shape[0], "median", need="n > 2f")
-    return np.median(x, axis=0)
-
-
-def trimmed_mean(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
-    """Coordinate-wise trimmed mean: per coordinate drop the f largest and f smallest values and
-    average the remaining n - 2f (Yin et al. 2018). Precondition: n > 2f."""
-    x = as_vectors(vectors)
-    n = x.shape[0]
-    f = check_f(f, n, "trimmed-mean", need="n > 2f")
-    s = np.sort(x, axis=0)
-    return s[f : n - f].mean(axis=0)
-
-
-def krum_scores(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
-    """Krum scores: s_i = sum of squared distances from x_i to its n - f - 2 nearest other vectors.
-
-    Precondition: n >= 2f + 3 (Blanchard et al. 2017)."""
-    x = as_vectors(vectors)
-    n = x.shape[0]
-    f = check_f(f, n, "krum", need="n >= 2f + 3")
-    d2 = _sq_dists(x)
-    k = n - f - 2
-    # exclude self: sort each row, drop the (zero) self distance at column 0
-    s = np.sort(d2 + np.diag(np.full(n, np.inf)), axis=1)[:, :k]
-    return s.sum(axis=1)
-
-
-def krum(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
-    """Krum (Blanchard et al. 2017): the vector with the smallest Krum score.
-
-    Precondition: n >= 2f + 3. Ties go to the lexicographically smallest vector (order-free)."""
-    x = as_vectors(vectors)
-    return x[int(_order(krum_scores(x, f=f), x)[0])].copy()
-
-
-def multi_krum(vectors: np.ndarray, *, f: int = 0, m: int | None = None) -> np.ndarray:
-    """Multi-Krum: average of the m vectors with the smallest Krum scores (default m = n - f).
-
-    Precondition: n >= 2f + 3 and 1 <= m <= n."""
-    x = as_vectors(vectors)
-    n = x.shape[0]
-    scores = krum_scores(x, f=f)
-    m = n - int(f) if m is None else int(m)
-    if not 1 <= m <= n:
-        raise PreconditionError(f"multikrum needs 1 <= m <= n; got m={m}, n={n}")
-    idx = _order(scores, x)[:m]
-    return x[idx].mean(axis=0)
-
-
-def bulyan(vectors: np.ndarray, *, f: int = 0) -> np.ndarray:
-    """Bulyan (El Mhamdi et al. 2018) over Krum.
-
-    1. Selection: repeat theta = n - 2f times: pick the Krum winner of the remaining set (Krum with
-       the same f) and remove it.
-    2. Per coordinate, of the theta selected values keep the beta = theta - 2f closest to the
-       coordinate-wise median and average them.
-
-    Precondition: n >= 4f + 3."""
-    x = as_vectors(vectors)
-    n = x.shape[0]
-    f = check_f(f, n, "bulyan", need="n >= 4f + 3")
-    theta = n - 2 * f
-    beta = theta - 2 * f
-    d2 = _sq_dists(x)
-    remaining = list(range(n))
-    selected: list[int] = []
-    for _ in range(theta):
-        r = len(remaining)
-        k = max(r - f - 2, 1)
-        sub = d2[np.ix_(remaining, remaining)] + np.diag(np.full(r, np.inf))
-        scores = np.sort(sub, axis=1)[:, :k].sum(axis=1)
-        pick = remaining[int(_order(scores, x[remaining])[0])]
-        selected.append(pick)
-        remaining.remove(pick)
-    sel = x[np.array(selected)]
-    med = np.median(sel, axis=0)
-    order = np.argsort(np.abs(sel - med), axis=0, kind="stable")[:beta]
-    return np.take_along_axis(sel, order, axis=0).mean(axis=0)
 
 
 def geometric_median(
