@@ -72,10 +72,25 @@ def byzantine_nodes(cfg: dict[str, Any], node_names: list[str]) -> list[str]:
 
 
 def poison_targets(cfg: dict[str, Any], target: torch.Tensor, num_classes: int | None) -> torch.Tensor:
-    """Label flipping: classes y -> C - 1 - y; regression targets s -> -s."""
+    """Label flipping: classes y -> C - 1 - y (:func:`clients.attacks.zoo.flip_labels`);
+    regression targets s -> -s."""
     if num_classes:
-        return (num_classes - 1 - target).to(target.dtype)
+        from clients.attacks.zoo import flip_labels
+
+        return torch.from_numpy(flip_labels(target.numpy(), num_classes))
     return -target
+
+
+_CLAIM_KEYS = {"error_keys": ("cal_p", "cal_r"), "shot_keys": ("cal_shots",)}
+
+
+def _inflated_claim(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with the node's claimed calibration inflated 10x
+    (:func:`clients.attacks.zoo.inflate_calibration`: errors / 10, shots x 10)."""
+    from clients.attacks.zoo import inflate_calibration
+
+    claim = {k: float(metrics.get(k, 0.0)) for k in ("cal_p", "cal_r", "cal_shots")}
+    return {**metrics, **inflate_calibration(claim, 10.0, **_CLAIM_KEYS)}
 
 
 def _flat(sd: dict[str, torch.Tensor], keys: list[str]) -> np.ndarray:
@@ -170,9 +185,7 @@ class Adversary:
                     continue
                 metrics = dict(content["metrics"])
                 if spec.claims:  # errors / 10, shots x 10
-                    metrics["cal_p"] = float(metrics.get("cal_p", 0.0)) / 10.0
-                    metrics["cal_r"] = float(metrics.get("cal_r", 0.0)) / 10.0
-                    metrics["cal_shots"] = float(metrics.get("cal_shots", 0.0)) * 10.0
+                    metrics = _inflated_claim(metrics)
                 content = RecordDict({
                     "arrays": ArrayRecord(_unflat(theta + bad, base, keys)),
                     "metrics": MetricRecord(metrics),
