@@ -121,6 +121,15 @@ class Adversary:
                 self.specs[a] = get_attack(a)
         self._history: dict[str, RecordDict] = {}  # replay: each node's earlier signed content
 
+    def state_dict(self) -> dict[str, RecordDict]:
+        """What a checkpoint keeps of the adversary: node -> the content its replay attack re-sends
+        (the signed payload accepted in its first round). A new dict, same entries."""
+        return dict(self._history)
+
+    def load_state_dict(self, state: dict[str, RecordDict]) -> None:
+        """Restore :meth:`state_dict` (on resume)."""
+        self._history = dict(state)
+
     @property
     def active(self) -> bool:
         """Whether some Byzantine node rewrites its reply (vector and protocol attacks)."""

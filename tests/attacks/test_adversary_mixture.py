@@ -31,3 +31,18 @@ def test_a_failing_attack_leaves_the_others_running() -> None:
     assert torch.equal(after[alie], before[alie])  # sent as trained
     assert not torch.equal(after[fang], before[fang])  # Fang's median attack still went out
     assert torch.equal(after[honest], before[honest])
+
+
+def test_adversary_state_dict_round_trips_the_replay_history() -> None:
+    cfg = {"attack": "replay", "byzantine_fraction": 0.5, "seed": 3, "drain_pairs": 0}
+    adv = Adversary(cfg, [f"node-{i}" for i in range(4)])
+    assert adv.state_dict() == {}
+    content = RecordDict({"metrics": MetricRecord({"num-examples": 1})})
+    adv._history[adv.nodes[0]] = content
+    state = adv.state_dict()
+    assert state == {adv.nodes[0]: content} and state[adv.nodes[0]] is content  # the checkpointed shape
+    fresh = Adversary(cfg, [f"node-{i}" for i in range(4)])
+    fresh.load_state_dict(state)
+    assert fresh.state_dict() == state
+    state.clear()  # a copy, not the adversary's own dict
+    assert fresh.state_dict() == {adv.nodes[0]: content}
