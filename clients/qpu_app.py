@@ -11,7 +11,9 @@ Messages:
 * ``train``: load the global arrays, train locally (RNG stream (seed, "train", round,
   partition-id)), reply with the new arrays and metrics ``num-examples``, ``train_loss``,
   ``partition-id``.
-* ``evaluate``: metrics of the received model on the local data.
+
+There is no ``evaluate`` handler: the server never sends evaluate messages (it evaluates the
+global model itself on the test sets).
 
 Partitioned runs (``partition`` = unitary | circuit, docs/partitions.md): the instruction's config
 record also carries ``partition-k`` (the round's rank budget, applied as the cut mask) and
@@ -24,7 +26,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.byzantine import DATA_ATTACKS, attack_of, poison_targets, split_attack
@@ -150,22 +152,3 @@ def train(msg: Message, context: Context) -> Message:
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
     return Message(content, reply_to=msg)
 
-
-@app.evaluate()
-def evaluate(msg: Message, context: Context) -> Message:
-    cfg_text = str(msg.content[CONFIG_RECORD]["config"])
-    cfg = _parse_config(cfg_text)
-    pid, num = node_identity(context)
-    task = get_task(cfg["task"])
-    model = _cached_model(cfg_text)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    apply_round(model, msg.content[CONFIG_RECORD])
-    data = _local_data(cfg_text, pid, num)
-    if task.kind == "operator":
-        sets = {task.metric: data}
-    else:
-        sets = {"accuracy": data}
-    metrics = task.evaluate(model, sets)
-    metrics = {k: v for k, v in metrics.items() if k in (task.metric, "loss")}
-    metrics["num-examples"] = len(data)
-    return Message(RecordDict({"metrics": MetricRecord(metrics), "echo": ConfigRecord({"partition-id": pid})}), reply_to=msg)
