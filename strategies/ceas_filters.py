@@ -123,6 +123,70 @@ def _weighted_coordinate_median(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return 0.5 * (ys[lo, cols] + ys[hi, cols])
 
 
+_TINY = 1e-300
+
+
+def _log_ratios(y: np.ndarray, c: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """log(||y_k - c||^2 / E_k), floored at a tiny positive ratio."""
+    return np.log(np.maximum(np.einsum("ij,ij->i", y - c, y - c) / expected, _TINY))
+
+
+def _pair_log_ratios(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """log D_ij, D_ij = ||y_i - y_j||^2 / (T_i + T_j) (zero diagonal floored at a tiny ratio)."""
+    sq = np.einsum("ij,ij->i", y, y)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (y @ y.T), 0.0)
+    np.fill_diagonal(d2, 0.0)
+    return np.log(np.maximum(d2 / (t[:, None] + t[None, :]), _TINY))
+
+
+def _median_start(y: np.ndarray, t: np.ndarray, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c, E): the weighted coordinate-wise median and E_k = T_k + its asymptotic variance
+    (pi/2) sum w^2 / (sum_k w_k / sqrt(T_k))^2."""
+    t_c = (math.pi / 2.0) * float(np.sum(w0 * w0)) / float(np.sum(w0 / np.sqrt(t))) ** 2
+    return _weighted_coordinate_median(y, w0), t + t_c
+
+
+def _centred_expected(t: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """E_k = T_k (1 - 2 w_k) + sum_j w_j^2 T_j: the centre sum_j w_j y_j contains y_k."""
+    return np.maximum(t * (1.0 - 2.0 * w) + float(np.sum(w * w * t)), _TINY)
+
+
+def _ratio_rejections(lr: np.ndarray, lo: float, hi: float) -> dict[int, str]:
+    """``far`` for ratio > hi, ``near`` for ratio < lo."""
+    reject: dict[int, str] = {}
+    for i in range(lr.shape[0]):
+        ri = math.exp(lr[i])
+        if ri > hi:
+            reject[i] = f"far: distance^2/expected {ri:.3g} > {hi:.3g}"
+        elif ri < lo:
+            reject[i] = f"near: distance^2/expected {ri:.3g} < {lo:.3g} (less noise than its stamp predicts)"
+    return reject
+
+
+def _closest_half(lr: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    """Nothing consistent: keep the half closest to the centre."""
+    n = lr.shape[0]
+    kept = np.zeros(n, dtype=bool)
+    kept[np.argsort(lr, kind="stable")[: (n + 1) // 2]] = True
+    return kept, {i: "far: no consistent majority" for i in range(n) if not kept[i]}
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What one filter call fixes before iterating: transformed vectors, stamps, predicted spreads
+    T_k, pair ratios and the (constant) bounds."""
+
+    y: np.ndarray
+    phi: np.ndarray
+    t: np.ndarray
+    log_pair: np.ndarray
+    lo: float
+    hi: float
+    lo_pair: float
+    s0: float
+    scale: float
+
+
 @dataclass(frozen=True)
 class StampConsistencyFilter:
     """Stamp-consistency filter (``outlier:stamp``): each update judged against its own predicted
@@ -141,12 +205,10 @@ class StampConsistencyFilter:
       (absorbs a common miscalibration of stamps, but not a centre dragged away by attackers,
       which also raises every ratio);
     * in log space: reject ``far`` if r_k > hi and ``near`` if r_k < lo, (lo, hi) = the wider of
-      the chi-square quantiles chi2_q(d_eff)/d_eff at z standard deviations and exp(-+z s),
-      s = max(s0, min(1.4826 MAD(log r), max_spread s0)), s0 = sqrt(2/d_eff + stamp_log_sd^2)
-      (chi-square concentration in
-      d_eff effective dimensions (``eff_dim``; default d, or the metric's participation ratio
-      (tr G)^2 / tr(G^2)), plus the honest stamps' own calibration
-      error, or the measured spread if larger);
+      the chi-square quantiles chi2_q(d_eff)/d_eff at z standard deviations and exp(-+z s0),
+      s0 = sqrt(2/d_eff + stamp_log_sd^2) (chi-square concentration in d_eff effective
+      dimensions (``eff_dim``; default d, or the metric's participation ratio
+      (tr G)^2 / tr(G^2)), plus the honest stamps' own calibration error);
     * reject both of a pair (i, j) whose D_ij = ||y_i - y_j||^2 / (T_i + T_j), divided by its
       median, is below the lower bound at z_pair: independent honest noises cannot be that
       close (identical colluding vectors, mimicry);
@@ -170,7 +232,6 @@ class StampConsistencyFilter:
     max_iter: int = 10
     start: str = "auto"
     max_rescale: float = 1.5
-    max_spread: float = 1.0
     name: str = "stamp"
 
     def _eff_dim(self, d: int, metric: np.ndarray | None) -> float:
@@ -186,112 +247,106 @@ class StampConsistencyFilter:
         tot = float(ev.sum())
         return float(min(d, max(1.0, tot * tot / max(float(np.sum(ev * ev)), 1e-300)))) if tot > 0 else float(d)
 
-    def bounds(self, d: int, spread: float, z: float, deff: float | None = None) -> tuple[float, float]:
+    def bounds(self, d: int, z: float, deff: float | None = None) -> tuple[float, float]:
         """(lo, hi) for a normalised ratio at z standard deviations: the wider of the chi-square
         model's quantiles chi2_q(d_eff) / d_eff (tail 1 - Phi(z) each side) and
-        exp(-+z s), s = max(sqrt(2 / d_eff + stamp_log_sd^2), measured log-spread)."""
+        exp(-+z s0), s0 = sqrt(2 / d_eff + stamp_log_sd^2)."""
         deff = float(deff if deff is not None else (self.eff_dim or d))
         tail = float(norm.sf(z))
-        s = max(math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2), spread)
+        s = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
         lo = min(float(chi2.ppf(tail, deff) / deff), math.exp(-z * s))
         hi = max(float(chi2.isf(tail, deff) / deff), math.exp(z * s))
         return lo, hi
 
     def __call__(self, vectors, stamps, *, metric=None, scale=STAMP_SCALE, f=None) -> FilterResult:  # noqa: D102
         x = as_vectors(vectors)
-        n, d = x.shape
-        phi = _as_stamps(stamps, n)
-        y = metric_transform(x, metric)
-        t = float(scale) / phi + float(self.tau2)
-        sq = np.einsum("ij,ij->i", y, y)
-        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (y @ y.T), 0.0)
-        np.fill_diagonal(d2, 0.0)
-        tiny = 1e-300
-        log_pair = np.log(np.maximum(d2 / (t[:, None] + t[None, :]), tiny))
-
-        def mad(v: np.ndarray) -> float:
-            return 1.4826 * float(np.median(np.abs(v - np.median(v)))) if v.size else 0.0
-
-        deff = self._eff_dim(d, metric)
-        s0 = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
-
-        def run(w0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, dict[int, str]]:
-            # stage 0: a weighted coordinate-wise median start, then iterate
-            c = _weighted_coordinate_median(y, w0)
-            # asymptotic variance of a weighted median: (pi/2) sum w^2 / (sum_k w_k / sqrt(T_k))^2
-            t_c = (math.pi / 2.0) * float(np.sum(w0 * w0)) / float(np.sum(w0 / np.sqrt(t))) ** 2
-            expected = t + t_c
-            kept = np.ones(n, dtype=bool)
-            w = np.zeros(n)
-            reject: dict[int, str] = {}
-            for _ in range(max(int(self.max_iter), 1)):
-                lr = np.log(np.maximum(np.einsum("ij,ij->i", y - c, y - c) / expected, tiny))
-                ref = lr[kept] if kept.sum() >= 2 else lr
-                if self.normalise:
-                    # a common miscalibration of the stamps, bounded: a shift of the centre by
-                    # attackers also raises every ratio, and must not be absorbed here
-                    shift = float(np.clip(np.median(ref), -math.log(self.max_rescale), math.log(self.max_rescale)))
-                    lr = lr - shift
-                    ref = ref - shift
-                lo, hi = self.bounds(d, min(mad(ref), self.max_spread * s0), self.z, deff)
-                reject = {}
-                for i in range(n):
-                    ri = math.exp(lr[i])
-                    if ri > hi:
-                        reject[i] = f"far: distance^2/expected {ri:.3g} > {hi:.3g}"
-                    elif ri < lo:
-                        reject[i] = f"near: distance^2/expected {ri:.3g} < {lo:.3g} (less noise than its stamp predicts)"
-                if self.pairwise and n >= 3:
-                    cand = np.array([i for i in range(n) if i not in reject])
-                    if cand.size >= 3:
-                        sub = log_pair[np.ix_(cand, cand)]
-                        iu = np.triu_indices(cand.size, 1)
-                        pm = float(np.median(sub[iu])) if self.normalise else 0.0
-                        lo_pair, _ = self.bounds(d, min(mad(sub[iu] - pm), self.max_spread * s0), self.z_pair, deff)
-                        close = (sub - pm < math.log(lo_pair)) & ~np.eye(cand.size, dtype=bool)
-                        for a, b in zip(*np.nonzero(np.triu(close, 1))):
-                            for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
-                                reject.setdefault(
-                                    int(i), f"pair: too close to node index {int(j)} for independent noise"
-                                )
-                new_kept = np.array([i not in reject for i in range(n)])
-                if not new_kept.any():
-                    # nothing consistent: fall back to the half closest to the centre
-                    order = np.argsort(lr, kind="stable")[: (n + 1) // 2]
-                    new_kept = np.zeros(n, dtype=bool)
-                    new_kept[order] = True
-                    reject = {i: "far: no consistent majority" for i in range(n) if not new_kept[i]}
-                stable = np.array_equal(new_kept, kept) and w.any()
-                kept = new_kept
-                if stable:
-                    break
-                w = fidelity_weights(phi, cap_multiple=self.cap_multiple, mask=kept, tau2=self.tau2, scale=scale)
-                c = w @ y
-                expected = np.maximum(t * (1.0 - 2.0 * w) + float(np.sum(w * w * t)), tiny)
-            if not w.any():
-                w = fidelity_weights(phi, cap_multiple=self.cap_multiple, mask=kept, tau2=self.tau2, scale=scale)
-            c = w @ y
-            expected = np.maximum(t * (1.0 - 2.0 * w) + float(np.sum(w * w * t)), tiny)
-            lr_raw = np.log(np.maximum(np.einsum("ij,ij->i", y - c, y - c) / expected, tiny))
-            # consistency score of the end point: a capped log-normal likelihood of the ratios
-            score = float(np.sum(np.maximum(-(lr_raw**2) / (2 * s0 * s0), -0.5 * self.z**2)))
-            return score, kept, w, reject
-
-        # starts: "median" (unweighted), "weighted-median" (stamps capped at the median stamp:
-        # a liar weighs no more than a median node; the precise honest nodes pull toward g), or
-        # "auto": both, keeping the end point most consistent with the stamps (highest score)
-        starts = {"median": [np.full(n, 1.0 / n)], "weighted-median": [cap_weights(phi, 1.0)]}
-        starts["auto"] = starts["median"] + starts["weighted-median"]
-        if self.start not in starts:
-            raise PreconditionError(f"start must be 'auto', 'median' or 'weighted-median'; got {self.start!r}")
+        n = x.shape[0]
+        rd = self._setup(x, _as_stamps(stamps, n), metric, scale)
         best = None
-        for w0 in starts[self.start]:
-            out = run(w0)
+        for w0 in self._starts(rd.phi):
+            out = self._run(rd, w0)
             if best is None or out[0] > best[0] + 1e-9:
                 best = out
         _, kept, w, reject = best
         center = w @ x if w.any() else np.median(x, axis=0)
         return _result(self.name, n, reject, center)
+
+    def _setup(self, x: np.ndarray, phi: np.ndarray, metric: np.ndarray | None, scale: float) -> _Round:
+        y = metric_transform(x, metric)
+        t = float(scale) / phi + float(self.tau2)
+        deff = self._eff_dim(x.shape[1], metric)
+        lo, hi = self.bounds(x.shape[1], self.z, deff)
+        lo_pair, _ = self.bounds(x.shape[1], self.z_pair, deff)
+        s0 = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
+        return _Round(y, phi, t, _pair_log_ratios(y, t), lo, hi, lo_pair, s0, float(scale))
+
+    def _starts(self, phi: np.ndarray) -> list[np.ndarray]:
+        """Start weights: "median" (unweighted), "weighted-median" (stamps capped at the median
+        stamp: a liar weighs no more than a median node; the precise honest nodes pull toward
+        g), or "auto": both, keeping the end point most consistent with the stamps."""
+        n = phi.shape[0]
+        starts = {"median": [np.full(n, 1.0 / n)], "weighted-median": [cap_weights(phi, 1.0)]}
+        starts["auto"] = starts["median"] + starts["weighted-median"]
+        if self.start not in starts:
+            raise PreconditionError(f"start must be 'auto', 'median' or 'weighted-median'; got {self.start!r}")
+        return starts[self.start]
+
+    def _weights(self, rd: _Round, kept: np.ndarray) -> np.ndarray:
+        return fidelity_weights(rd.phi, cap_multiple=self.cap_multiple, mask=kept, tau2=self.tau2, scale=rd.scale)
+
+    def _run(self, rd: _Round, w0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, dict[int, str]]:
+        """From the weighted-median start w0, iterate to a stable kept set; (score, kept, w, reject)."""
+        n = rd.phi.shape[0]
+        c, expected = _median_start(rd.y, rd.t, w0)
+        kept = np.ones(n, dtype=bool)
+        w = np.zeros(n)
+        reject: dict[int, str] = {}
+        for _ in range(max(int(self.max_iter), 1)):
+            lr = self._normalised(_log_ratios(rd.y, c, expected), kept)
+            reject = _ratio_rejections(lr, rd.lo, rd.hi)
+            self._pair_rejections(rd, reject)
+            new_kept = np.array([i not in reject for i in range(n)])
+            if not new_kept.any():
+                new_kept, reject = _closest_half(lr)
+            stable = np.array_equal(new_kept, kept) and w.any()
+            kept = new_kept
+            if stable:
+                break
+            w = self._weights(rd, kept)
+            c = w @ rd.y
+            expected = _centred_expected(rd.t, w)
+        if not w.any():
+            w = self._weights(rd, kept)
+        return self._score(rd, w), kept, w, reject
+
+    def _normalised(self, lr: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """Log ratios shifted by their median over the kept nodes, the shift bounded by
+        log(max_rescale): a common miscalibration of the stamps; a shift of the centre by
+        attackers also raises every ratio, and must not be absorbed here."""
+        if not self.normalise:
+            return lr
+        ref = lr[kept] if kept.sum() >= 2 else lr
+        return lr - float(np.clip(np.median(ref), -math.log(self.max_rescale), math.log(self.max_rescale)))
+
+    def _pair_rejections(self, rd: _Round, reject: dict[int, str]) -> None:
+        """Add ``pair`` to both nodes of each too-close pair among the not yet rejected (in place)."""
+        n = rd.phi.shape[0]
+        if not self.pairwise or n < 3:
+            return
+        cand = np.array([i for i in range(n) if i not in reject])
+        if cand.size < 3:
+            return
+        sub = rd.log_pair[np.ix_(cand, cand)]
+        pm = float(np.median(sub[np.triu_indices(cand.size, 1)])) if self.normalise else 0.0
+        close = (sub - pm < math.log(rd.lo_pair)) & ~np.eye(cand.size, dtype=bool)
+        for a, b in zip(*np.nonzero(np.triu(close, 1))):
+            for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
+                reject.setdefault(int(i), f"pair: too close to node index {int(j)} for independent noise")
+
+    def _score(self, rd: _Round, w: np.ndarray) -> float:
+        """Consistency of the end point: a capped log-normal likelihood of the ratios r_k."""
+        lr_raw = _log_ratios(rd.y, w @ rd.y, _centred_expected(rd.t, w))
+        return float(np.sum(np.maximum(-(lr_raw**2) / (2 * rd.s0 * rd.s0), -0.5 * self.z**2)))
 
 
 OUTLIER_FILTERS: dict[str, Callable[..., OutlierFilter]] = {
