@@ -159,82 +159,96 @@ def draw_nodes(gen: np.random.Generator, n: int, d: int, shots: tuple[float, flo
     return v / (s * c * c)[:, None]
 
 
+def _attack(x: np.ndarray, x_true: np.ndarray, phi: np.ndarray, phi_true: np.ndarray, tr: np.ndarray,
+            w_or: np.ndarray, attack: str, f: int, n: int, d: int, t: int, seed: int, stamp_mode: str,
+            byzfl: tuple | None) -> None:
+    """Overwrite the last f rows of x (updates) and phi (stamps) with the attack, in place."""
+    m = n - f
+    honest = x_true[:m]
+    agen = rng(seed, "bench-robust-attack", attack, stamp_mode, n, f, d, t)
+    if attack.startswith("adaptive:"):
+        _, lam, kappa = attack.split(":")
+        x[m:], phi[m:] = adaptive_attack(honest, phi[:m], f, float(lam), float(kappa), agen)
+        return
+    if attack.startswith("byzfl-"):
+        np.random.seed(derive_seed(seed, "byzfl-np", attack, t) % (2**32))
+        obj = byzfl_attack(byzfl[1], attack, sigma=float(3 * math.sqrt(np.median(tr) / d)))
+        for b in range(m, n):
+            x[b] = obj(honest)
+    else:
+        spec = get_attack(attack)
+        params = {}
+        if attack == "gaussian":
+            params = {"sigma": float(3 * math.sqrt(np.median(tr) / d))}
+        for b in range(m, n):
+            x[b] = spec(x_true[b], honest if spec.omniscient else None, agen, n=n, f=f, **params)
+    if stamp_mode == "inflate" or attack == "stamp-inflation":
+        phi[m:] = 10.0 * phi[:m].max()
+    elif stamp_mode == "honest":
+        phi[m:] = phi_true[m:]
+    elif stamp_mode == "consistent":
+        ctr = w_or @ x_true[:m]
+        dist2 = np.maximum(np.sum((x[m:] - ctr) ** 2, axis=1), 1e-12 * float(np.median(tr)))
+        phi[m:] = 4.0 / dist2
+    else:
+        raise SystemExit(f"unknown --stamps mode {stamp_mode!r}")
+
+
+PLAIN_RULES = ["median", "trimmed-mean", "krum", "multikrum", "bulyan", "geometric-median",
+               "centered-clipping", "nnm+trimmed-mean"]
+
+
+def _aggregate_all(add: Callable[[str, np.ndarray], None], sq: dict[str, list[float]], x: np.ndarray,
+                   phi: np.ndarray, f: int, n: int, mh: int, byzfl: tuple | None, caps: list[float]) -> None:
+    """Every aggregator on (x, phi): ``add(name, aggregate)``; CEAS's Byzantine weight share and
+    honest rejections go to ``sq`` (``@byzw`` / ``@hrej``; mh = the honest count)."""
+    m = n - f
+    for cap in caps:
+        label = "ceas" if cap == 3 else f"ceas-c{cap:g}"
+        res = robust_fidelity_aggregate(x, phi, cap_multiple=None if math.isinf(cap) else cap)
+        add(label, res.aggregate)
+        sq.setdefault(f"{label}@byzw", []).append(float(res.weights[m:].sum()))
+        sq.setdefault(f"{label}@hrej", []).append(float(sum(1 for i in res.rejected if i < mh)))
+    add("ceas-medf", robust_fidelity_aggregate(x, phi, outlier="median").aggregate)
+    add("ceas-clip", robust_fidelity_aggregate(x, phi, premix="clip").aggregate)
+    add("fw", fidelity_aggregate(x, phi, cap_multiple=3.0)[0])
+    for name in PLAIN_RULES:
+        if precondition_holds(name, n, f):
+            add(name, get_rule(name, f=f)(x))
+    if byzfl is not None:
+        for name, rule in byzfl_rules(byzfl[0], f).items():
+            try:
+                add(name, np.asarray(rule(x), dtype=np.float64))
+            except ValueError:
+                pass
+
+
 def run_cell(attack: str, f: int, n: int, d: int, trials: int, seed: int, stamp_mode: str,
              args: argparse.Namespace, byzfl: tuple | None, caps: list[float]) -> dict[str, float]:
     """Mean squared errors per aggregator (and 'oracle') over the trials."""
     shots = tuple(float(v) for v in args.shots.split(","))
     m = n - f
     sq: dict[str, list[float]] = {}
-
-    def add(name: str, agg: np.ndarray, g: np.ndarray) -> None:
-        sq.setdefault(name, []).append(float(np.sum((agg - g) ** 2)))
-
     for t in range(trials):
         gen = rng(seed, "bench-robust", attack, stamp_mode, n, f, d, t)
         var = draw_nodes(gen, n, d, shots)
         tr = var.sum(axis=1)
         g = gen.normal(size=d) * math.sqrt(args.snr * float(np.median(tr)) / d)
         x_true = g + gen.normal(size=(n, d)) * np.sqrt(var)
-        honest = x_true[:m]
         phi_true = 4.0 / tr
         phi = phi_true * np.exp(args.stamp_noise * gen.normal(size=n))
+
+        def add(name: str, agg: np.ndarray, g: np.ndarray = g) -> None:
+            sq.setdefault(name, []).append(float(np.sum((agg - g) ** 2)))
+
         # the oracle averages every honest node: all n when nobody attacks
         mo = n if (attack == "none" or f == 0) else m
         w_or = (1 / tr[:mo]) / np.sum(1 / tr[:mo])
-        add("oracle", w_or @ x_true[:mo], g)
-
+        add("oracle", w_or @ x_true[:mo])
         x = x_true.copy()
         if f > 0 and attack != "none":
-            agen = rng(seed, "bench-robust-attack", attack, stamp_mode, n, f, d, t)
-            if attack.startswith("adaptive:"):
-                _, lam, kappa = attack.split(":")
-                x[m:], phi[m:] = adaptive_attack(honest, phi[:m], f, float(lam), float(kappa), agen)
-            else:
-                if attack.startswith("byzfl-"):
-                    np.random.seed(derive_seed(seed, "byzfl-np", attack, t) % (2**32))
-                    obj = byzfl_attack(byzfl[1], attack, sigma=float(3 * math.sqrt(np.median(tr) / d)))
-                    for b in range(m, n):
-                        x[b] = obj(honest)
-                else:
-                    spec = get_attack(attack)
-                    params = {}
-                    if attack == "gaussian":
-                        params = {"sigma": float(3 * math.sqrt(np.median(tr) / d))}
-                    for b in range(m, n):
-                        x[b] = spec(x_true[b], honest if spec.omniscient else None, agen, n=n, f=f, **params)
-                if stamp_mode == "inflate" or attack == "stamp-inflation":
-                    phi[m:] = 10.0 * phi[:m].max()
-                elif stamp_mode == "honest":
-                    phi[m:] = phi_true[m:]
-                elif stamp_mode == "consistent":
-                    ctr = w_or @ x_true[:m]
-                    dist2 = np.maximum(np.sum((x[m:] - ctr) ** 2, axis=1), 1e-12 * float(np.median(tr)))
-                    phi[m:] = 4.0 / dist2
-                else:
-                    raise SystemExit(f"unknown --stamps mode {stamp_mode!r}")
-
-        for cap in caps:
-            label = "ceas" if cap == 3 else f"ceas-c{cap:g}"
-            res = robust_fidelity_aggregate(x, phi, cap_multiple=None if math.isinf(cap) else cap)
-            add(label, res.aggregate, g)
-            sq.setdefault(f"{label}@byzw", []).append(float(res.weights[m:].sum()))
-            mh = n if (attack == "none" or f == 0) else m
-            sq.setdefault(f"{label}@hrej", []).append(float(sum(1 for i in res.rejected if i < mh)))
-        res = robust_fidelity_aggregate(x, phi, outlier="median")
-        add("ceas-medf", res.aggregate, g)
-        res = robust_fidelity_aggregate(x, phi, premix="clip")
-        add("ceas-clip", res.aggregate, g)
-        add("fw", fidelity_aggregate(x, phi, cap_multiple=3.0)[0], g)
-        for name in ["median", "trimmed-mean", "krum", "multikrum", "bulyan", "geometric-median",
-                     "centered-clipping", "nnm+trimmed-mean"]:
-            if precondition_holds(name, n, f):
-                add(name, get_rule(name, f=f)(x), g)
-        if byzfl is not None:
-            for name, rule in byzfl_rules(byzfl[0], f).items():
-                try:
-                    add(name, np.asarray(rule(x), dtype=np.float64), g)
-                except ValueError:
-                    pass
+            _attack(x, x_true, phi, phi_true, tr, w_or, attack, f, n, d, t, seed, stamp_mode, byzfl)
+        _aggregate_all(add, sq, x, phi, f, n, mo, byzfl, caps)
     return {k: float(np.mean(v)) for k, v in sq.items()}
 
 
@@ -242,6 +256,70 @@ def _fmt(v: float | None) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
     return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def _rows(attacks: list[str], f: int, n: int, d: int, mode: str, args: argparse.Namespace,
+          byzfl: tuple | None, caps: list[float]) -> list[tuple[str, dict[str, float]]]:
+    """Per attack: each aggregator's error ratio to the oracle (the worst over the adaptive grid),
+    and the ``@`` side measures as they are."""
+    rows: list[tuple[str, dict[str, float]]] = []
+    for attack in attacks:
+        grid = [f"adaptive:{lam}:{kap}" for lam, kap in ADAPTIVE_GRID] if attack == "adaptive" else [attack]
+        ratios: dict[str, float] = {}
+        for a in grid:
+            res = run_cell(a, f, n, d, args.trials, args.seed, mode, args, byzfl, caps)
+            for k, v in res.items():
+                if k == "oracle":
+                    continue
+                val = v if "@" in k else math.sqrt(v / res["oracle"])
+                ratios[k] = max(ratios.get(k, 0.0), val)
+        rows.append((attack, ratios))
+    return rows
+
+
+def _print_panel(rows: list[tuple[str, dict[str, float]]], frac: float, f: int, n: int, mode: str,
+                 compact: bool) -> None:
+    """One table (a Byzantine fraction and stamp mode), its worst-case line and the goals."""
+    cols = [c for c in rows[0][1] if "@" not in c]
+    ours = [c for c in cols if not c.startswith("B:")]
+    theirs = [c for c in cols if c.startswith("B:")]
+    shown_ours, shown_theirs = ours, theirs
+    if compact:
+        shown_ours = [c for c in ours if c.startswith("ceas") and c not in ("ceas-medf", "ceas-clip")] + ["bulyan"]
+        shown_theirs = [c for c in theirs if c in ("B:med", "B:trm", "B:gm", "B:krum", "B:cc", "B:caf", "B:nnm+trm")]
+    print(f"\n== Byzantine fraction {frac:g} (f={f} of n={n}), Byzantine stamps: {mode} ==")
+    header = ["attack"] + shown_ours + shown_theirs + (["best B"] if theirs else [])
+    width = [max(16, len(header[0]))] + [max(6, len(h)) for h in header[1:]]
+    print("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, width))))
+    worst: dict[str, float] = {}
+    for attack, r in rows:
+        best = min((r[c] for c in theirs if c in r and c != "B:avg"), default=None)
+        best_name = min((c for c in theirs if c in r and c != "B:avg"), key=lambda c: r[c], default="")
+        for c in ours + theirs + ["best B"]:
+            v = best if c == "best B" else r.get(c)
+            if v is not None and attack != "none":
+                worst[c] = max(worst.get(c, 0.0), v)
+        vals = [r.get(c) for c in shown_ours + shown_theirs] + ([best] if theirs else [])
+        cells = [_fmt(v) for v in vals]
+        line = [attack.ljust(width[0])] + [c.rjust(w) for c, w in zip(cells, width[1:])]
+        print("  ".join(line) + (f"   ({best_name})" if theirs else ""))
+    line = ["WORST (attacks)".ljust(width[0])] + [
+        _fmt(worst.get(c)).rjust(w)
+        for c, w in zip(shown_ours + shown_theirs + (["best B"] if theirs else []), width[1:])]
+    print("  ".join(line))
+    byzw = {c: max(r.get(c, 0.0) for a, r in rows if a != "none") for c in rows[0][1] if c.endswith("@byzw")}
+    print("max Byzantine weight share kept: " + ", ".join(f"{k[:-5]} {v:.2f}" for k, v in byzw.items()))
+    hrej = {c: r.get(c, 0.0) for a, r in rows if a == "none" for c in r if c.endswith("@hrej")}
+    if hrej:
+        print("honest nodes rejected per round, no attack: "
+              + ", ".join(f"{k[:-5]} {v:.2f}" for k, v in hrej.items()))
+    w = worst.get("ceas")
+    if w is not None:
+        print(f"goal: CEAS worst case <= {GOAL}: measured {w:.2f} -> {'met' if w <= GOAL else 'NOT met'}")
+    if theirs:
+        bname = min((c for c in theirs if c != "B:avg"), key=lambda c: worst.get(c, np.inf))
+        print(f"ByzFL: the best single rule's worst case {worst.get(bname, np.nan):.2f} ({bname}); "
+              f"per-attack best rule worst case {worst.get('best B', float('nan')):.2f}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -269,57 +347,7 @@ def main(args: argparse.Namespace) -> int:
     for frac in [float(v) for v in args.fractions.split(",")]:
         f = int(round(frac * n))
         for mode in args.stamps.split(","):
-            rows: list[tuple[str, dict[str, float]]] = []
-            for attack in attacks:
-                grid = [f"adaptive:{lam}:{kap}" for lam, kap in ADAPTIVE_GRID] if attack == "adaptive" else [attack]
-                ratios: dict[str, float] = {}
-                for a in grid:
-                    res = run_cell(a, f, n, d, args.trials, args.seed, mode, args, byzfl, caps)
-                    for k, v in res.items():
-                        if k == "oracle":
-                            continue
-                        val = v if "@" in k else math.sqrt(v / res["oracle"])
-                        ratios[k] = max(ratios.get(k, 0.0), val)
-                rows.append((attack, ratios))
-            cols = [c for c in rows[0][1] if "@" not in c]
-            ours = [c for c in cols if not c.startswith("B:")]
-            theirs = [c for c in cols if c.startswith("B:")]
-            shown_ours, shown_theirs = ours, theirs
-            if args.compact:
-                shown_ours = [c for c in ours if c.startswith("ceas") and c not in ("ceas-medf", "ceas-clip")] + ["bulyan"]
-                shown_theirs = [c for c in theirs if c in ("B:med", "B:trm", "B:gm", "B:krum", "B:cc", "B:caf", "B:nnm+trm")]
-            print(f"\n== Byzantine fraction {frac:g} (f={f} of n={n}), Byzantine stamps: {mode} ==")
-            header = ["attack"] + shown_ours + shown_theirs + (["best B"] if theirs else [])
-            width = [max(16, len(header[0]))] + [max(6, len(h)) for h in header[1:]]
-            print("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, width))))
-            worst: dict[str, float] = {}
-            for attack, r in rows:
-                best = min((r[c] for c in theirs if c in r and c != "B:avg"), default=None)
-                best_name = min((c for c in theirs if c in r and c != "B:avg"), key=lambda c: r[c], default="")
-                for c in ours + theirs + ["best B"]:
-                    v = best if c == "best B" else r.get(c)
-                    if v is not None and attack != "none":
-                        worst[c] = max(worst.get(c, 0.0), v)
-                vals = [r.get(c) for c in shown_ours + shown_theirs] + ([best] if theirs else [])
-                cells = [_fmt(v) for v in vals]
-                line = [attack.ljust(width[0])] + [c.rjust(w) for c, w in zip(cells, width[1:])]
-                print("  ".join(line) + (f"   ({best_name})" if theirs else ""))
-            line = ["WORST (attacks)".ljust(width[0])] + [
-                _fmt(worst.get(c)).rjust(w)
-                for c, w in zip(shown_ours + shown_theirs + (["best B"] if theirs else []), width[1:])]
-            print("  ".join(line))
-            byzw = {c: max(r.get(c, 0.0) for a, r in rows if a != "none") for c in rows[0][1] if c.endswith("@byzw")}
-            print("max Byzantine weight share kept: " + ", ".join(f"{k[:-5]} {v:.2f}" for k, v in byzw.items()))
-            hrej = {c: r.get(c, 0.0) for a, r in rows if a == "none" for c in r if c.endswith("@hrej")}
-            if hrej:
-                print("honest nodes rejected per round, no attack: "
-                      + ", ".join(f"{k[:-5]} {v:.2f}" for k, v in hrej.items()))
-            w = worst.get("ceas")
-            if w is not None:
-                print(f"goal: CEAS worst case <= {GOAL}: measured {w:.2f} -> {'met' if w <= GOAL else 'NOT met'}")
-            if theirs:
-                bname = min((c for c in theirs if c != "B:avg"), key=lambda c: worst.get(c, np.inf))
-                print(f"ByzFL: the best single rule's worst case {worst.get(bname, np.nan):.2f} ({bname}); "
-                      f"per-attack best rule worst case {worst.get('best B', float('nan')):.2f}")
+            rows = _rows(attacks, f, n, d, mode, args, byzfl, caps)
+            _print_panel(rows, frac, f, n, mode, args.compact)
     print(f"\nwall time {time.perf_counter() - t0:.1f} s")
     return 0
