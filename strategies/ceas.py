@@ -30,6 +30,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedqnn.byzantine_count import byzantine_count
 from fedqnn.noise import Calibration, calibration_for, shrink_factor, simulated_shrink
+from fedqnn.param_vectors import flatten_state, unflatten_state
 from fedqnn.qfi import quantum_fisher
 from fedqnn.seeding import derive_seed
 from fedqnn.stamps import (
@@ -125,13 +126,45 @@ class CEAS(FedAvg):
             return None, None
         base = self._current.to_torch_state_dict()
         keys = list(base)
-        theta = torch.cat([base[k].flatten().to(torch.float64) for k in keys]).numpy()
+        theta = flatten_state(base, keys)
+        names, x, factors_arr, measured = self._node_inputs(replies, base, keys, theta, server_round)
+        g, trace_g = self._metric(base)
+        kappa, tau2 = self._kappa_tau2(x, factors_arr, g, trace_g)
+        stamps = stamps_from_factors(factors_arr, kappa)
+        f = byzantine_count(cfg.get("byzantine_fraction", 0.0), len(replies))
+        try:
+            res = ceas_math.robust_fidelity_aggregate(
+                x, stamps, outlier=c["filter"], premix=None if c["premix"] == "none" else c["premix"],
+                f=f, cap_multiple=c["cap"] if c["cap"] > 0 else None, metric=g if c["filter"] != "none" else None,
+                tau2=tau2,
+            )
+        except ceas_math.PreconditionError as exc:
+            raise PreconditionError(f"ceas: {exc}") from exc
+        if measured:
+            measured = self._measured_traces(base, measured)
+        self._reports[server_round] = {
+            "measured_noise": measured,
+            "weights": {nm: float(w) for nm, w in zip(names, res.weights)},
+            "stamps": {nm: float(s) for nm, s in zip(names, stamps)},
+            "rejected": [{"node": names[j], "reason": reason if reason.startswith("outlier:") else f"outlier:{reason}"}
+                         for j, reason in sorted(res.rejected.items())],
+            "kappa": kappa,
+            "tau2": tau2,
+        }
+        n_ex = sum(int(msg.content["metrics"].get("num-examples", 0)) for msg in replies)
+        return ArrayRecord(unflatten_state(theta + res.aggregate, base, keys)), MetricRecord({"num-examples": n_ex})
+
+    def _node_inputs(
+        self, replies: list[Message], base: dict[str, torch.Tensor], keys: list[str], theta: np.ndarray,
+        server_round: int,
+    ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[float]]]:
+        """(names, updates D_k (debiased if on), variance factors, measured half-shot differences)."""
+        cfg = self.fedqnn_cfg
         names, deltas, factors, shrinks, measured = [], [], [], [], {}
         shrink_of = self._shrink_fn(base, server_round)
         for msg in replies:
             name = self._name(msg)
-            sd = msg.content["arrays"].to_torch_state_dict()
-            vec = torch.cat([sd[k].flatten().to(torch.float64) for k in keys]).numpy()
+            vec = flatten_state(msg.content["arrays"].to_torch_state_dict(), keys)
             server_cal = calibration_for(cfg, name)
             claim = _claimed_calibration(msg.content["metrics"])
             c_server = shrink_of(server_cal)
@@ -145,48 +178,21 @@ class CEAS(FedAvg):
             factors.append(max(f_server, f_claim))  # a claim can only lower the stamp
             shrinks.append(c_server)
         x = np.stack(deltas)
-        factors_arr = np.asarray(factors)
         if self._debias():
             x = x / np.asarray(shrinks)[:, None]
-        g, trace_g = self._metric(base)
-        tau2 = 0.0
-        if c["scale"] == "fit":
-            kappa, tau2 = fit_kappa_tau2(x, factors_arr, g)
-        elif c["scale"] == "median":
-            kappa = median_kappa(x, factors_arr, g)
-        else:
-            data_n = cfg["data"]["samples_per_client"]
-            steps = cfg["train"]["epochs"] * math.ceil(data_n / cfg["train"]["batch_size"])
-            kappa = model_kappa(cfg, trace_g, steps, cfg["train"]["batch_size"])
-        stamps = stamps_from_factors(factors_arr, kappa)
-        f = byzantine_count(cfg.get("byzantine_fraction", 0.0), len(replies))
-        try:
-            res = ceas_math.robust_fidelity_aggregate(
-                x, stamps, outlier=c["filter"], premix=None if c["premix"] == "none" else c["premix"],
-                f=f, cap_multiple=c["cap"] if c["cap"] > 0 else None, metric=g if c["filter"] != "none" else None,
-                tau2=tau2,
-            )
-        except ceas_math.PreconditionError as exc:
-            raise PreconditionError(f"ceas: {exc}") from exc
-        new = theta + res.aggregate
-        out, i = {}, 0
-        for k in keys:
-            n = base[k].numel()
-            out[k] = torch.tensor(new[i : i + n], dtype=base[k].dtype).reshape(base[k].shape)
-            i += n
-        if measured:
-            measured = self._measured_traces(base, measured)
-        self._reports[server_round] = {
-            "measured_noise": measured,
-            "weights": {nm: float(w) for nm, w in zip(names, res.weights)},
-            "stamps": {nm: float(s) for nm, s in zip(names, stamps)},
-            "rejected": [{"node": names[j], "reason": reason if reason.startswith("outlier:") else f"outlier:{reason}"}
-                         for j, reason in sorted(res.rejected.items())],
-            "kappa": kappa,
-            "tau2": tau2,
-        }
-        n_ex = sum(int(msg.content["metrics"].get("num-examples", 0)) for msg in replies)
-        return ArrayRecord(out), MetricRecord({"num-examples": n_ex})
+        return names, x, np.asarray(factors), measured
+
+    def _kappa_tau2(self, x: np.ndarray, factors: np.ndarray, g: np.ndarray, trace_g: float) -> tuple[float, float]:
+        """kappa (and the between-node variance tau2 with ``ceas.scale = fit``)."""
+        cfg = self.fedqnn_cfg
+        scale = cfg["ceas"]["scale"]
+        if scale == "fit":
+            return fit_kappa_tau2(x, factors, g)
+        if scale == "median":
+            return median_kappa(x, factors, g), 0.0
+        data_n = cfg["data"]["samples_per_client"]
+        steps = cfg["train"]["epochs"] * math.ceil(data_n / cfg["train"]["batch_size"])
+        return model_kappa(cfg, trace_g, steps, cfg["train"]["batch_size"]), 0.0
 
     def _measured_traces(self, base: dict[str, torch.Tensor], diffs: dict[str, list[float]]) -> dict[str, float]:
         """tr(F_Q Σ_k) measured from the half-shot difference δ: E[δᵀ F_Q δ] / 4 (quantum block)."""
