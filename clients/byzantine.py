@@ -30,6 +30,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedqnn.byzantine_count import byzantine_count
+from fedqnn.param_vectors import flatten_state, unflatten_state
 from fedqnn.seeding import rng
 
 __all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "NETWORK_ATTACKS", "byzantine_nodes", "attack_of", "split_attack",
@@ -93,19 +94,6 @@ def _inflated_claim(metrics: dict[str, Any]) -> dict[str, Any]:
     return {**metrics, **inflate_calibration(claim, 10.0, **_CLAIM_KEYS)}
 
 
-def _flat(sd: dict[str, torch.Tensor], keys: list[str]) -> np.ndarray:
-    return torch.cat([sd[k].flatten().to(torch.float64) for k in keys]).numpy()
-
-
-def _unflat(vec: np.ndarray, like: dict[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:
-    out, i = {}, 0
-    for k in keys:
-        n = like[k].numel()
-        out[k] = torch.tensor(vec[i : i + n], dtype=like[k].dtype).reshape(like[k].shape)
-        i += n
-    return out
-
-
 class Adversary:
     """The colluding Byzantine nodes of one run (simulation only)."""
 
@@ -150,17 +138,15 @@ class Adversary:
         Returns ``(node, reason)`` for each node whose attack could not be crafted this round
         (e.g. too few honest replies left after dropouts); its reply goes out as trained and
         the other nodes' attacks go ahead."""
-        from clients.attacks.zoo import AttackError
-
         byz = [(n, m) for n, m in replies if n in self.nodes and not m.has_error()]
         failed: list[tuple[str, str]] = []
         if not byz or not self.active:
             return failed
         base = global_arrays.to_torch_state_dict()
         keys = list(base)
-        theta = _flat(base, keys)
+        theta = flatten_state(base, keys)
         honest = [m for n, m in replies if n not in self.nodes and not m.has_error()]
-        h = np.stack([_flat(m.content["arrays"].to_torch_state_dict(), keys) - theta for m in honest]) if honest else None
+        h = np.stack([flatten_state(m.content["arrays"].to_torch_state_dict(), keys) - theta for m in honest]) if honest else None
         gen = rng(self.cfg["seed"], "adversary", server_round)
         n_total, f = len([m for _, m in replies if not m.has_error()]), len(byz)
         for name, msg in byz:
@@ -182,27 +168,37 @@ class Adversary:
                     continue
                 signer = victims[int(gen.integers(len(victims)))]
             else:
-                spec = self.specs[attack]
-                own = _flat(content["arrays"].to_torch_state_dict(), keys) - theta
-                if spec.omniscient and h is None:
-                    failed.append((name, f"{attack}: no honest reply to craft it from"))
+                content, why = self._vector_attack(attack, content, base, keys, theta, h, gen, n_total, f)
+                if content is None:
+                    failed.append((name, why))
                     continue
-                try:
-                    bad = spec(own, h, gen, n=n_total, f=f)
-                except AttackError as exc:
-                    failed.append((name, str(exc)))
-                    continue
-                metrics = dict(content["metrics"])
-                if spec.claims:  # errors / 10, shots x 10
-                    metrics = _inflated_claim(metrics)
-                content = RecordDict({
-                    "arrays": ArrayRecord(_unflat(theta + bad, base, keys)),
-                    "metrics": MetricRecord(metrics),
-                })
             if auth is not None:
                 _resign(self.cfg, content, auth, name, signer)
             msg.content = content
         return failed
+
+    def _vector_attack(
+        self, attack: str, content: RecordDict, base: dict[str, torch.Tensor], keys: list[str], theta: np.ndarray,
+        h: np.ndarray | None, gen: np.random.Generator, n_total: int, f: int,
+    ) -> tuple[RecordDict | None, str]:
+        """(the reply's new content, "") with D_b = attack(own, honest, ...), or (None, why not)."""
+        from clients.attacks.zoo import AttackError
+
+        spec = self.specs[attack]
+        own = flatten_state(content["arrays"].to_torch_state_dict(), keys) - theta
+        if spec.omniscient and h is None:
+            return None, f"{attack}: no honest reply to craft it from"
+        try:
+            bad = spec(own, h, gen, n=n_total, f=f)
+        except AttackError as exc:
+            return None, str(exc)
+        metrics = dict(content["metrics"])
+        if spec.claims:  # errors / 10, shots x 10
+            metrics = _inflated_claim(metrics)
+        return RecordDict({
+            "arrays": ArrayRecord(unflatten_state(theta + bad, base, keys)),
+            "metrics": MetricRecord(metrics),
+        }), ""
 
 
 def _copy(content: RecordDict) -> RecordDict:
