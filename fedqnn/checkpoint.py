@@ -6,13 +6,15 @@ renamed over the previous one, so a kill at any instant leaves either the old or
 checkpoint whole. It holds:
 
 * ``state.json``: the format, the last completed round, the config the run used, the byte length
-  and SHA-256 of ``metrics.jsonl`` up to that round, the broker's and the verifier's state, the
-  adversary's replay history (metrics part), the process RNG states (Python ``random``, NumPy's
-  legacy global generator) and the strategy-state kind;
+  and SHA-256 of ``metrics.jsonl`` up to that round, the process RNG states (Python ``random``,
+  NumPy's legacy global generator), the strategy-state kind, and ``plugins``: each round plugin's
+  ``state_dict()`` under its name (:mod:`fedqnn.plugins`; the broker's, the verifier's, QKD's, the
+  adversary's replay history, and those of plugins from outside the repository);
 * ``arrays/<i>``: the global model's arrays, exactly as Flower serialises them (dtype, shape,
   stype and the raw bytes), in order;
 * ``torch_rng``: ``torch.get_rng_state()``;
-* ``adversary/<node>/<i>``: the arrays of each Byzantine node's remembered update (replay);
+* ``plugins/<name>/...``: the arrays inside plugin states (e.g. each Byzantine node's remembered
+  update, replayed by the ``replay`` attack);
 * ``strategy.pkl``: only for strategies from outside the repository that keep state across rounds
   and offer no ``state_dict()`` (pickled attributes; see :func:`strategy_state`).
 
@@ -39,10 +41,12 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 __all__ = [
     "FORMAT", "Checkpoint", "checkpoint_path", "save", "load", "config_for_resume",
-    "strategy_state", "load_strategy_state", "CheckpointError", "RESUMABLE_DIFFS",
+    "strategy_state", "load_strategy_state", "CheckpointError", "RESUMABLE_DIFFS", "plugin_states",
+    "load_plugin_states",
 ]
 
-FORMAT = "fedqnn-checkpoint/1"
+FORMAT = "fedqnn-checkpoint/2"
+_FORMAT_1 = "fedqnn-checkpoint/1"  # fixed fields per subsystem; still read
 RESUMABLE_DIFFS = ("rounds", "out", "progress")  # config keys a resume may change
 
 
@@ -61,12 +65,9 @@ class Checkpoint:
     arrays: ArrayRecord
     metrics_bytes: int
     metrics_sha256: str
-    broker: dict[str, Any] | None = None
-    verifier: dict[str, Any] | None = None
-    adversary: dict[str, RecordDict] = field(default_factory=dict)
+    plugins: dict[str, Any] = field(default_factory=dict)  # plugin name -> its state_dict()
     rng: dict[str, Any] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=dict)
-    qkd: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------- records <-> zip
@@ -124,6 +125,57 @@ def _record_in(zf: zipfile.ZipFile, prefix: str, meta: dict[str, Any]) -> Record
         else:
             content[k] = ConfigRecord({kk: _unplain(vv) for kk, vv in m["items"]})
     return content
+
+
+def _state_out(zf: zipfile.ZipFile, prefix: str, obj: Any, where: str) -> Any:
+    """A plugin state as JSON: Flower records go to zip entries under ``prefix``; bytes to hex."""
+    if isinstance(obj, RecordDict):
+        return {"__recorddict__": _record_out(zf, prefix, obj)}
+    if isinstance(obj, ArrayRecord):
+        return {"__arrays__": _arrays_out(zf, prefix, obj)}
+    if isinstance(obj, bytes):
+        return {"__bytes__": obj.hex()}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise CheckpointError(f"{where}: state keys must be strings, got {sorted(map(repr, obj))[:3]}")
+        return {k: _state_out(zf, f"{prefix}/{k}", v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_state_out(zf, f"{prefix}/{i}", v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise CheckpointError(f"{where}: cannot checkpoint a {type(obj).__name__} (expected JSON values, bytes or "
+                          "Flower records)")
+
+
+def _state_in(zf: zipfile.ZipFile, prefix: str, obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__recorddict__"}:
+            return _record_in(zf, prefix, obj["__recorddict__"])
+        if set(obj) == {"__arrays__"}:
+            return _arrays_in(zf, prefix, obj["__arrays__"])
+        if set(obj) == {"__bytes__"}:
+            return bytes.fromhex(obj["__bytes__"])
+        return {k: _state_in(zf, f"{prefix}/{k}", v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_state_in(zf, f"{prefix}/{i}", v) for i, v in enumerate(obj)]
+    return obj
+
+
+def plugin_states(plugins: list[Any]) -> dict[str, Any]:
+    """name -> ``state_dict()`` of every plugin that keeps something (``None`` = nothing)."""
+    return {p.name: st for p in plugins if (st := p.state_dict()) is not None}
+
+
+def load_plugin_states(plugins: list[Any], states: dict[str, Any]) -> None:
+    """Hand each plugin its saved state; a saved state no plugin of this run claims is an error."""
+    names = {p.name for p in plugins}
+    orphan = sorted(set(states) - names)
+    if orphan:
+        raise CheckpointError(f"--resume: the checkpoint holds the state of plugin {orphan[0]!r}, which this "
+                              f"run does not have (plugins: {', '.join(sorted(names))})")
+    for p in plugins:
+        if p.name in states:
+            p.load_state_dict(states[p.name])
 
 
 # ---------------------------------------------------------------------------- RNG states
@@ -199,10 +251,10 @@ def _metrics_digest(path: Path, nbytes: int | None = None) -> tuple[int, str]:
 
 def save(
     out: str | Path, server_round: int, cfg: dict[str, Any], arrays: ArrayRecord, *,
-    broker: Any = None, verifier: Any = None, adversary_history: dict[str, RecordDict] | None = None,
-    strategy: Any = None, qkd: Any = None,
+    strategy: Any = None, plugins: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the checkpoint of ``server_round`` (0 = before round 1) atomically."""
+    """Write the checkpoint of ``server_round`` (0 = before round 1) atomically; ``plugins`` is
+    :func:`plugin_states` of the run's plugins."""
     import torch
 
     path = checkpoint_path(out)
@@ -218,12 +270,9 @@ def save(
             "metrics_bytes": nbytes,
             "metrics_sha256": sha,
             "arrays": _arrays_out(zf, "arrays", arrays),
-            "broker": broker.state_dict() if broker is not None else None,
-            "verifier": verifier.state_dict() if verifier is not None else None,
-            "adversary": {n: _record_out(zf, f"adversary/{n}", c) for n, c in (adversary_history or {}).items()},
+            "plugins": {n: _state_out(zf, f"plugins/{n}", st, f"plugin {n!r}") for n, st in (plugins or {}).items()},
             "rng": rng_state(),
             "strategy": strat_meta,
-            "qkd": qkd.state_dict() if qkd is not None else None,
         }
         zf.writestr("torch_rng", torch.get_rng_state().numpy().tobytes())
         if strat_blob is not None:
@@ -255,21 +304,27 @@ def load(out: str | Path) -> tuple[Checkpoint, bytes | None, bytes | None]:
     try:
         with zipfile.ZipFile(path) as zf:
             state = json.loads(zf.read("state.json"))
-            if state.get("format") != FORMAT:
+            if state.get("format") not in (FORMAT, _FORMAT_1):
                 raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
             ck = Checkpoint(
                 round=int(state["round"]), config=state["config"],
                 arrays=_arrays_in(zf, "arrays", state["arrays"]),
                 metrics_bytes=int(state["metrics_bytes"]), metrics_sha256=str(state["metrics_sha256"]),
-                broker=state["broker"], verifier=state["verifier"],
-                adversary={n: _record_in(zf, f"adversary/{n}", m) for n, m in state["adversary"].items()},
-                rng=state["rng"], strategy=state["strategy"], qkd=state.get("qkd"),
+                plugins=_plugins_in(zf, state), rng=state["rng"], strategy=state["strategy"],
             )
             torch_rng = zf.read("torch_rng")
             blob = zf.read("strategy.pkl") if "strategy.pkl" in zf.namelist() else None
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from exc
     return ck, torch_rng, blob
+
+
+def _plugins_in(zf: zipfile.ZipFile, state: dict[str, Any]) -> dict[str, Any]:
+    if state["format"] == FORMAT:
+        return {n: _state_in(zf, f"plugins/{n}", st) for n, st in state["plugins"].items()}
+    out = {k: state.get(k) for k in ("broker", "verifier", "qkd") if state.get(k) is not None}  # format 1
+    adv = {n: _record_in(zf, f"adversary/{n}", m) for n, m in state["adversary"].items()}
+    return {**out, "adversary": adv}
 
 
 def truncate_metrics(out: str | Path, ck: Checkpoint) -> None:

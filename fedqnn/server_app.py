@@ -16,6 +16,7 @@ import json
 import random
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from logging import INFO
 from typing import Any
 
@@ -24,7 +25,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from fedqnn.config import ConfigError, build_config
-from fedqnn.partitions.federated import apply_round, kind_of, rows_from_metrics
+from fedqnn.nodes import node_order
+from fedqnn.plugins import RoundState, RunContext, build_plugins, call
 from fedqnn.results import RunWriter
 from fedqnn.seeding import derive_seed, rng
 from fedqnn.tasks import get_task
@@ -84,12 +86,7 @@ def _select(cfg: dict[str, Any], eligible: list[str], server_round: int) -> list
     k = max(1, int(round(cfg["fraction_train"] * len(eligible))))
     k = min(k, len(eligible))
     pick = rng(cfg["seed"], "select", server_round).choice(len(eligible), size=k, replace=False)
-    return sorted((eligible[i] for i in pick), key=_name_key)
-
-
-def _name_key(name: str) -> tuple[int, str]:
-    tail = name.rsplit("-", 1)[-1]
-    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
+    return sorted((eligible[i] for i in pick), key=node_order)
 
 
 def _weighted_train_loss(replies: Iterable[Message]) -> float | None:
@@ -101,36 +98,6 @@ def _weighted_train_loss(replies: Iterable[Message]) -> float | None:
             num += n * float(rec["train_loss"])
             den += n
     return num / den if den else None
-
-
-def _auth_setup(cfg: dict[str, Any], node_names: list[str], flower_run_id: int | None = None):
-    """The update verifier for ``cfg['auth']`` (None when off). Its run id includes Flower's run
-    id in deployments, so nonces never repeat across runs with the same seed."""
-    from fedqnn.security.keys import KeyRegistry
-    from fedqnn.security.verifier import Verifier
-
-    if cfg["auth"] == "off":
-        return None
-    if cfg["security"]["registry"]:
-        try:
-            registry = KeyRegistry.load(cfg["security"]["registry"])
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"security.registry: cannot load {cfg['security']['registry']!r} ({exc})") from exc
-    else:
-        registry = KeyRegistry.for_simulation(cfg["seed"], node_names)
-    run_id = f"fedqnn-{cfg['seed']}" if flower_run_id is None else f"fedqnn-{cfg['seed']}-{flower_run_id}"
-    return Verifier(registry, run_id=run_id, seed=cfg["seed"])
-
-
-def _qkd_setup(cfg: dict[str, Any]):
-    """The per-node key manager for ``auth=qkd`` (None otherwise); see :mod:`fedqnn.security.qkd`."""
-    if cfg["auth"] != "qkd":
-        return None
-    from fedqnn.security.qkd import QkdKeyManager
-
-    q = cfg["qkd"]
-    return QkdKeyManager(cfg["seed"], refresh_every=q["refresh_every"], key_bits=q["key_bits"], eps=q["eps"],
-                         f_ec=q["f_ec"])
 
 
 def _spec(cfg: dict[str, Any], arrays: ArrayRecord):
@@ -171,12 +138,32 @@ def client_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {**cfg, "qpu": {**cfg["qpu"], "nodes": merged, "calibration_file": ""}}
 
 
-def _skip_reason(n_ok: int, cfg: dict[str, Any], failed: list[str], unserved: list[str], n_rejected: int) -> str:
+def _skip_reason(n_ok: int, cfg: dict[str, Any], failed: list[str], dropped: dict[str, list[str]],
+                 n_rejected: int) -> str:
     parts = [f"{len(failed)} no-reply"] if failed else []
-    parts += [f"{len(unserved)} bell-unserved"] if unserved else []
+    parts += [f"{len(nodes)} {event}" for event, nodes in dropped.items()]
     parts += [f"{n_rejected} rejected"] if n_rejected else []
     why = f" ({', '.join(parts)})" if parts else ""
     return f"{n_ok} valid replies < min_replies={cfg['min_replies']}{why}"
+
+
+@dataclass
+class _Server:
+    """What the round loop keeps across rounds (the plugins keep the rest)."""
+
+    grid: Grid
+    run: RunContext
+    by_name: dict[str, int]
+    model: Any
+    arrays: ArrayRecord
+    strategy: Any
+    test_sets: Any
+    writer: RunWriter
+    cfg_text: str
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        return self.run.cfg
 
 
 def run_server(
@@ -184,14 +171,28 @@ def run_server(
 ) -> dict[str, Any]:
     """Run ``cfg['rounds']`` rounds on ``grid`` and write the outputs to ``cfg['out']``.
 
-    A checkpoint is written before round 1 and after every round (:mod:`fedqnn.checkpoint`);
-    with ``resume`` the run continues from the checkpoint in ``cfg['out']`` (its config must
-    equal ``cfg`` but for ``rounds``), with ``metrics.jsonl`` cut back to the checkpointed round.
+    The subsystems (broker, QKD, partition planner, adversary, verifier, progress and the
+    config's ``plugins``) take part through :mod:`fedqnn.plugins` hooks. A checkpoint is written
+    before round 1 and after every round (:mod:`fedqnn.checkpoint`); with ``resume`` the run
+    continues from the checkpoint in ``cfg['out']`` (its config must equal ``cfg`` but for
+    ``rounds``), with ``metrics.jsonl`` cut back to the checkpointed round.
     """
+    srv = _start(grid, cfg, flower_run_id, resume)
+    first_round = _restore(srv) if resume else 1
+    if not resume:
+        srv.writer.reset(0)
+    _save(srv, first_round - 1)
+    for server_round in range(first_round, cfg["rounds"] + 1):
+        _round(srv, server_round)
+    extra: dict[str, Any] = {}
+    call(srv.run.plugins, "run_end", srv.run, extra)
+    return srv.writer.summarize(cfg, extra)
+
+
+def _start(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None, resume: bool) -> _Server:
+    """Discover the nodes, build the model, strategy and plugins; call every plugin's ``setup``."""
     import torch
 
-    from fedqnn import checkpoint
-    from strategies.flower_builtins import PreconditionError
     from strategies.registry import build_strategy
 
     torch.set_num_threads(max(1, cfg["train"]["threads"]))
@@ -199,195 +200,130 @@ def run_server(
     random.seed(derive_seed(cfg["seed"], "python-random"))
     names = discover_nodes(grid, cfg["clients"])
     by_name = {v: k for k, v in names.items()}
-    node_names = sorted(by_name, key=_name_key)
+    node_names = sorted(by_name, key=node_order)
     model = task.build_model(cfg)
-    arrays = ArrayRecord(model.state_dict())
     strategy = build_strategy(cfg)
     if hasattr(strategy, "bind_nodes"):
         strategy.bind_nodes(names)
-    test_sets = task.test_data(cfg)
-    verifier = _auth_setup(cfg, node_names, flower_run_id)
-    qkd = _qkd_setup(cfg)
-    broker = None
-    if cfg["broker"]["policy"] != "off":
-        from fedqnn.network.broker import Broker
+    run = RunContext(cfg, task, node_names, names, select=lambda e, r: _select(cfg, e, r),
+                     flower_run_id=flower_run_id, resume=resume)
+    srv = _Server(grid, run, by_name, model, ArrayRecord(model.state_dict()), strategy, task.test_data(cfg),
+                  RunWriter(cfg["out"], task.metric, task.direction), json.dumps(client_config(cfg), sort_keys=True))
+    run.plugins = build_plugins(cfg)
+    call(run.plugins, "setup", run)
+    return srv
 
-        broker = Broker.from_config(cfg["broker"], node_names, cfg["seed"])
-    planner = None
-    if kind_of(cfg) != "data":  # partitions (issue 9): rank, Bell-pair accounting, placement, monitor
-        from fedqnn.partitions.federated import PartitionPlanner
 
-        planner = PartitionPlanner(cfg, node_names, broker)
-    from clients.byzantine import Adversary
+def _restore(srv: _Server) -> int:
+    """Load the checkpoint in ``cfg['out']`` into the server and every plugin; the next round."""
+    from fedqnn import checkpoint
 
-    adversary = Adversary(cfg, node_names)
-    if adversary.nodes:
-        log(INFO, "fedqnn: Byzantine nodes (%s): %s", cfg["attack"], ", ".join(adversary.nodes))
-    writer = RunWriter(cfg["out"], task.metric, task.direction)
-    cfg_text = json.dumps(client_config(cfg), sort_keys=True)
-    history: list[float] = []
-    first_round = 1
-    if resume:
-        ck, torch_rng, strategy_blob = checkpoint.load(cfg["out"])
-        checkpoint.check_same_run(ck.config, cfg)
-        checkpoint.truncate_metrics(cfg["out"], ck)
-        arrays = ck.arrays
-        if broker is not None and ck.broker is not None:
-            broker.load_state_dict(ck.broker)
-        if verifier is not None and ck.verifier is not None:
-            verifier.load_state_dict(ck.verifier)
-        if qkd is not None and ck.qkd is not None:
-            qkd.load_state_dict(ck.qkd)
-        adversary._history = dict(ck.adversary)
-        checkpoint.load_strategy_state(strategy, ck.strategy, strategy_blob)
-        checkpoint.set_rng_state(ck.rng, torch_rng)
-        first_round = ck.round + 1
-        if planner is not None:  # the rank rule's history and the monitor, from the rows kept
-            from fedqnn.results import read_metrics
+    cfg = srv.cfg
+    ck, torch_rng, strategy_blob = checkpoint.load(cfg["out"])
+    checkpoint.check_same_run(ck.config, cfg)
+    checkpoint.truncate_metrics(cfg["out"], ck)
+    srv.arrays = ck.arrays
+    checkpoint.load_plugin_states(srv.run.plugins, ck.plugins)
+    checkpoint.load_strategy_state(srv.strategy, ck.strategy, strategy_blob)
+    checkpoint.set_rng_state(ck.rng, torch_rng)
+    call(srv.run.plugins, "on_resume", srv.run)
+    log(INFO, "fedqnn: resuming %s after round %s of %s", cfg["out"], ck.round, cfg["rounds"])
+    return ck.round + 1
 
-            planner.replay(read_metrics(cfg["out"]), task.metric, task.direction)
-        log(INFO, "fedqnn: resuming %s after round %s of %s", cfg["out"], ck.round, cfg["rounds"])
-    else:
-        writer.reset(0)
-    save_state = lambda rnd: checkpoint.save(  # noqa: E731
-        cfg["out"], rnd, cfg, arrays, broker=broker, verifier=verifier,
-        adversary_history=adversary._history, strategy=strategy, qkd=qkd)
-    save_state(first_round - 1)
 
-    for server_round in range(first_round, cfg["rounds"] + 1):
-        t0 = time.perf_counter()
-        random.seed(derive_seed(cfg["seed"], "python-random", server_round))
-        eligible = broker.eligible(server_round) if broker is not None else node_names
-        selected = _select(cfg, eligible, server_round) if eligible else []
-        unserved: list[str] = []
-        qkd_events: list[dict[str, str]] = []
-        if broker is not None:
-            if broker.cfg["policy"] == "oracle" and server_round < cfg["rounds"]:
-                nxt = _select(cfg, node_names, server_round + 1)  # the oracle is told future demand
-                broker.announce(server_round + 1, {n: broker.cfg["pairs_per_node"] for n in nxt})
-            key_demand = None
-            if qkd is not None:  # fixed per-round key demand of every node whose next key is not ready
-                key_demand = {n: cfg["qkd"]["pairs_per_round"] for n in node_names if qkd.demand(n, server_round)}
-            svc = broker.serve_round(server_round, selected, broker.cfg["pairs_per_node"], extra_demand=key_demand,
-                                     drain=adversary.drain_requests())
-            if qkd is not None:
-                for n, (count, bell) in svc.key_pairs.items():
-                    qkd.deposit(n, count, bell)
-                qkd_events = qkd.step(server_round, node_names)
-                for ev in qkd_events:
-                    log(INFO, "fedqnn: round %s: the key exchange of %s aborted (QBER too high); its update "
-                        "falls back to the signature", server_round, ev["node"])
-                qkd.sync_verifier(verifier)
-            served = set(svc.served_nodes)
-            unserved = [n for n in selected if n not in served]
-            selected = [n for n in selected if n in served]
-        messages = list(
-            strategy.configure_train(
-                server_round, arrays, ConfigRecord({"server-round": server_round}),
-                SelectedGrid(grid, [by_name[n] for n in selected]),  # type: ignore[arg-type]
-            )
-        ) if selected else []
-        plan = planner.plan(server_round, selected) if planner is not None else None
-        run_record = ConfigRecord({"config": cfg_text, "server-round": server_round,
-                                   **(plan.record if plan is not None else {})})
-        messages = [_personalise(m, {CONFIG_RECORD: run_record}) for m in messages]
-        if verifier is not None:
-            from fedqnn.security.flower_glue import add_auth_config
+def _save(srv: _Server, server_round: int) -> None:
+    from fedqnn import checkpoint
 
-            for m in messages:
-                node = names[m.metadata.dst_node_id]
-                add_auth_config(verifier, m.content, server_round, node,
-                                qkd_public=qkd.public_config(node) if qkd is not None else None)
-        timeout = cfg["faults"]["reply_timeout"] or None
-        replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
-        replies = sorted(replies, key=lambda m: _name_key(names.get(m.metadata.src_node_id, "?")))
-        attack_events: list[dict[str, str]] = []
-        if adversary.active:  # simulation: colluding Byzantine nodes rewrite and re-sign their replies
-            unavailable = adversary.rewrite(
-                server_round, arrays,
-                [(names.get(m.metadata.src_node_id, "?"), m) for m in replies],
-                {names[m.metadata.dst_node_id]: m for m in messages},
-            )
-            for node, why in unavailable:  # e.g. too few honest replies left (dropouts, outages)
-                log(INFO, "fedqnn: round %s: the attack of %s could not be crafted (%s); its reply is sent as "
-                    "trained", server_round, node, why)
-            attack_events = [{"node": n, "event": "attack-unavailable"} for n, _ in unavailable]
-        failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in replies if m.has_error()]
-        answered = {m.metadata.src_node_id for m in replies}
-        failed += [names[m.metadata.dst_node_id] for m in messages if m.metadata.dst_node_id not in answered]
-        failed = sorted(set(failed), key=_name_key)
-        ok, rejected = _verify(verifier, cfg, arrays, server_round, names, [m for m in replies if not m.has_error()])
-        row: dict[str, Any] = {
-            "round": server_round, "strategy": cfg["strategy"], "num_participants": len(ok) + len(rejected),
-            "train_loss": None, "eval": None, "rejected": rejected, "wall_s": None,
-        }
-        events = [{"node": n, "event": "no-reply"} for n in failed]
-        events += [{"node": n, "event": "bell-unserved"} for n in unserved]
-        events += attack_events + qkd_events
-        if events:
-            row["events"] = events
-        skipped = None
-        if len(ok) < cfg["min_replies"]:
-            skipped = _skip_reason(len(ok), cfg, failed, unserved, len(rejected))
-        else:
-            try:
-                new_arrays, _ = strategy.aggregate_train(server_round, ok)
-            except PreconditionError as exc:
-                new_arrays, skipped = None, f"precondition: {exc}"
-            if new_arrays is None and skipped is None:
-                skipped = "strategy returned no aggregate"
-            if new_arrays is not None:
-                arrays = new_arrays
-                row["train_loss"] = _weighted_train_loss(ok)
-            report = strategy.round_report(server_round) if hasattr(strategy, "round_report") else {}
-            for key in ("weights", "stamps"):
-                if key in report:
-                    row[key] = report[key]
-            row["rejected"] += report.get("rejected", [])
-        if skipped:
-            row["skipped"] = skipped
-        if server_round % cfg["server_eval_every"] == 0 or server_round == cfg["rounds"]:
-            model.load_state_dict(arrays.to_torch_state_dict())
-            if plan is not None:
-                apply_round(model, plan.record)
-            row["eval"] = task.evaluate(model, test_sets)
-            history.append(row["eval"][task.metric])
-        if broker is not None:
-            if row["rejected"]:
-                broker.charge_rejected(server_round, sorted({r["node"] for r in row["rejected"]}, key=_name_key))
-            row["bell"] = broker.round_record(server_round)
-            if plan is not None:  # extension: the partition's pairs, accounted analytically
-                row["bell"]["partition_requested"] = plan.row["pairs_total"]
-        if plan is not None:
-            row["partition"] = plan.row
-            row.update(rows_from_metrics(m.content["metrics"] for m in ok))  # schmidt_rank, schmidt_bound
-            adjustments = planner.observe(row, task.metric, task.direction)
-            if adjustments:
-                row["partition"]["adjustments"] = adjustments
-        row["wall_s"] = round(time.perf_counter() - t0, 4)
-        writer.append(row)
-        save_state(server_round)  # after the row is on disk: a kill in between redoes the round
-        if cfg["progress"]:
-            metric = (row["eval"] or {}).get(task.metric)
-            shown = f"{task.metric}={metric:.4f}" if metric is not None else ""
-            note = f"  SKIPPED: {skipped}" if skipped else ""
-            print(
-                f"[fedqnn] round {server_round}/{cfg['rounds']}  {shown}  "
-                f"participants={len(ok)}  {row['wall_s']:.1f}s{note}",
-                flush=True,
-            )
-    extra: dict[str, Any] = {}
-    if broker is not None:
-        extra["regime"] = broker.regime()
-        extra["bell"] = broker.totals()
-    if planner is not None:
-        from fedqnn.results import read_metrics
+    checkpoint.save(srv.cfg["out"], server_round, srv.cfg, srv.arrays, strategy=srv.strategy,
+                    plugins=checkpoint.plugin_states(srv.run.plugins))
 
-        prows = [r["partition"] for r in read_metrics(cfg["out"]) if r.get("partition")]
-        extra["partition"] = {"pairs_total": sum(int(r["pairs_total"]) for r in prows),
-                              "simulated_s": round(sum(float(r["round_s"]) for r in prows), 3)}
-    summary = writer.summarize(cfg, extra)
-    return summary
+
+def _round(srv: _Server, server_round: int) -> None:
+    """One round: the pipeline of ``docs/architecture.md``; the row is written, then checkpointed."""
+    t0 = time.perf_counter()
+    cfg, plugins = srv.cfg, srv.run.plugins
+    random.seed(derive_seed(cfg["seed"], "python-random", server_round))
+    state = RoundState(server_round, srv.arrays)
+    eligible = srv.run.node_names
+    for p in plugins:
+        eligible = p.filter_eligible(state, eligible)
+    state.selected = _select(cfg, eligible, server_round) if eligible else []
+    call(plugins, "round_start", state)
+    state.messages = _instructions(srv, state)
+    call(plugins, "before_send", state)
+    timeout = cfg["faults"]["reply_timeout"] or None
+    replies = list(srv.grid.send_and_receive(state.messages, timeout=timeout)) if state.messages else []
+    state.replies = sorted(replies, key=lambda m: node_order(srv.run.names.get(m.metadata.src_node_id, "?")))
+    call(plugins, "after_replies", state)
+    failed = _failed(srv, state)
+    state.ok, state.rejected = _verify(srv.run.services.get("verifier"), cfg, srv.arrays, server_round,
+                                       srv.run.names, [m for m in state.replies if not m.has_error()])
+    row = _aggregate(srv, state, failed)
+    if server_round % cfg["server_eval_every"] == 0 or server_round == cfg["rounds"]:
+        srv.model.load_state_dict(srv.arrays.to_torch_state_dict())
+        call(plugins, "before_eval", state, srv.model)
+        row["eval"] = srv.run.task.evaluate(srv.model, srv.test_sets)
+    call(plugins, "on_record", state, row)
+    row["wall_s"] = round(time.perf_counter() - t0, 4)
+    srv.writer.append(row)
+    _save(srv, server_round)  # after the row is on disk: a kill in between redoes the round
+    call(plugins, "round_end", state, row)
+
+
+def _instructions(srv: _Server, state: RoundState) -> list[Message]:
+    """The strategy's train instructions for the selected nodes, each with the run record."""
+    if not state.selected:
+        return []
+    messages = srv.strategy.configure_train(
+        state.round, srv.arrays, ConfigRecord({"server-round": state.round}),
+        SelectedGrid(srv.grid, [srv.by_name[n] for n in state.selected]),  # type: ignore[arg-type]
+    )
+    record = ConfigRecord({"config": srv.cfg_text, "server-round": state.round, **state.broadcast})
+    return [_personalise(m, {CONFIG_RECORD: record}) for m in messages]
+
+
+def _failed(srv: _Server, state: RoundState) -> list[str]:
+    """Nodes that answered with an error or not at all, in node order."""
+    names = srv.run.names
+    failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in state.replies if m.has_error()]
+    answered = {m.metadata.src_node_id for m in state.replies}
+    failed += [names[m.metadata.dst_node_id] for m in state.messages if m.metadata.dst_node_id not in answered]
+    return sorted(set(failed), key=node_order)
+
+
+def _aggregate(srv: _Server, state: RoundState, failed: list[str]) -> dict[str, Any]:
+    """The round's row so far: aggregate the accepted replies (or say why the round is skipped)."""
+    from strategies.errors import PreconditionError
+
+    cfg, ok = srv.cfg, state.ok
+    row: dict[str, Any] = {
+        "round": state.round, "strategy": cfg["strategy"], "num_participants": len(ok) + len(state.rejected),
+        "train_loss": None, "eval": None, "rejected": state.rejected, "wall_s": None,
+    }
+    events = state.row_events(srv.run.plugins, failed)
+    if events:
+        row["events"] = events
+    if len(ok) < cfg["min_replies"]:
+        row["skipped"] = _skip_reason(len(ok), cfg, failed, state.dropped, len(state.rejected))
+        return row
+    skipped = None
+    try:
+        new_arrays, _ = srv.strategy.aggregate_train(state.round, ok)
+    except PreconditionError as exc:
+        new_arrays, skipped = None, f"precondition: {exc}"
+    if new_arrays is None and skipped is None:
+        skipped = "strategy returned no aggregate"
+    if new_arrays is not None:
+        srv.arrays = new_arrays
+        row["train_loss"] = _weighted_train_loss(ok)
+    report = srv.strategy.round_report(state.round) if hasattr(srv.strategy, "round_report") else {}
+    for key in ("weights", "stamps"):
+        if key in report:
+            row[key] = report[key]
+    row["rejected"] += report.get("rejected", [])
+    if skipped:
+        row["skipped"] = skipped
+    return row
 
 
 def _verify(verifier, cfg, arrays, server_round, names, replies):

@@ -99,9 +99,9 @@ def test_checkpoint_is_replaced_atomically_and_holds_the_state(tmp_path: Path) -
     ck, torch_rng, blob = checkpoint.load(out)
     assert ck.round == 2 and blob is None and torch_rng
     assert ck.metrics_bytes == (out / "metrics.jsonl").stat().st_size
-    assert ck.broker is not None and ck.broker["rounds_done"] == 2
-    assert ck.verifier is not None and ck.verifier["accepted"]
-    assert set(ck.adversary) == {"node-3"} and "arrays" in ck.adversary["node-3"]
+    assert ck.plugins["broker"]["rounds_done"] == 2
+    assert ck.plugins["verifier"]["accepted"]
+    assert set(ck.plugins["adversary"]) == {"node-3"} and "arrays" in ck.plugins["adversary"]["node-3"]
     assert ck.strategy == {"kind": "none"}
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["state.zip"]  # no temp files left
 

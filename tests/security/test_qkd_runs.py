@@ -32,8 +32,8 @@ def test_qkd_run_spends_key_pairs_establishes_keys_and_accepts_honest_updates(tm
     assert all(r["bell"]["key_pairs"] > 0 for r in rows[:1])
     assert sum(r["bell"]["key_pairs"] for r in rows) > 0
     ck, _, _ = checkpoint.load(out)
-    keyed = set(ck.verifier["qkd"])  # nodes whose replies must carry a valid HMAC
-    assert keyed and keyed == {n for n, k in ck.qkd["keys"].items() if k["key"]}
+    keyed = set(ck.plugins["verifier"]["qkd"])  # nodes whose replies must carry a valid HMAC
+    assert keyed and keyed == {n for n, k in ck.plugins["qkd"]["keys"].items() if k["key"]}
     byz = set(byzantine_nodes(ck.config, [f"node-{i}" for i in range(5)]))
     assert len(byz) == 1  # ceil(0.2 x 5)
     for r in rows:
@@ -57,7 +57,7 @@ def test_low_fidelity_pairs_abort_and_updates_fall_back_to_signatures(tmp_path):
         assert not r.get("skipped")
         assert {x["node"] for x in r["rejected"]} <= byz  # an abort is not a rejection
         assert r["num_participants"] >= 2
-    assert not ck.verifier["qkd"]  # no key survived: every update was checked by signature alone
+    assert not ck.plugins["verifier"]["qkd"]  # no key survived: every update was checked by signature alone
 
 
 def test_signed_runs_spend_no_key_pairs(tmp_path):
