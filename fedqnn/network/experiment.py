@@ -53,7 +53,7 @@ def run_broker(
     drain = {n: int(drain_pairs) for n in sorted(drainers)} or None
     honest_asked = honest_got = 0
     for r in range(rounds):
-        if broker.policy.name == "oracle":  # clairvoyant: next round's intended participants
+        if getattr(broker.policy, "clairvoyant", False):  # next round's intended participants
             ok = broker.usable & broker._path_up()
             nxt = [names[i] for i in perms[r + 1] if ok[i]][:k]
             broker.announce(r + 1, {n: q for n in nxt})
