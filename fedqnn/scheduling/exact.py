@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +38,96 @@ class ExactResult:
     seconds: float
 
 
+class _Rows:
+    """The MILP's constraint rows in coordinate form, appended one by one."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.r = 0
+
+    def add(self, cols: list[int], vals: list[float], lo: float, hi: float) -> None:
+        self.rows += [self.r] * len(cols)
+        self.cols += cols
+        self.vals += vals
+        self.lo.append(lo)
+        self.hi.append(hi)
+        self.r += 1
+
+
+def _assignment_rows(p: Problem, col: np.ndarray, J: np.ndarray, rows: _Rows) -> None:
+    """sum_i x_ij = 1 (each task placed once), then sum_j a_ij x_ij <= b_i (capacity)."""
+    for j in range(p.n):  # one-hot
+        vs = col[:, j][col[:, j] >= 0]
+        rows.add(list(vs), [1.0] * len(vs), 1.0, 1.0)
+    for i in range(p.m):  # capacity
+        vs = col[i][col[i] >= 0]
+        rows.add(list(vs), list(p.resource[i, J[vs]]), -np.inf, p.capacity[i])
+
+
+def _transport_rows(p: Problem, col: np.ndarray, nv: int, rows: _Rows, c: list[np.ndarray],
+                    ub_extra: list[float]) -> int:
+    """y_eii' per edge e = (j, k): sum_i' y_eii' = x_ij, sum_i y_eii' = x_i'k (y_eii' = 0 if
+    F_ii' < fmin_e), cost lambda1 w_e D_ii' (i != i'). Returns the new variable count."""
+    ok = p.pair_ok()
+    for e, (j, k) in enumerate(p.edges):
+        ids = nv + np.arange(p.m * p.m).reshape(p.m, p.m)
+        cost_y = p.lambda1 * p.edge_weight[e] * p.distance.copy()
+        np.fill_diagonal(cost_y, 0.0)
+        c.append(cost_y.reshape(-1))
+        allowed_y = ok[e] & p.allowed[:, j][:, None] & p.allowed[:, k][None, :]
+        ub_extra += list(allowed_y.reshape(-1).astype(float))
+        nv += p.m * p.m
+        for i in range(p.m):  # sum_i' y_ii' = x_ij
+            _marginal_row(rows, list(ids[i]), col[i, j], p.m)
+        for i2 in range(p.m):  # sum_i y_ii' = x_i'k
+            _marginal_row(rows, list(ids[:, i2]), col[i2, k], p.m)
+    return nv
+
+
+def _marginal_row(rows: _Rows, y_ids: list[int], x_col: int, m: int) -> None:
+    """sum of ``y_ids`` - x = 0 (no x term when the placement is not allowed)."""
+    cols, vals = y_ids, [1.0] * m
+    if x_col >= 0:
+        cols, vals = cols + [x_col], vals + [-1.0]
+    rows.add(cols, vals, 0.0, 0.0)
+
+
+def _load_range_rows(p: Problem, col: np.ndarray, J: np.ndarray, nv: int, rows: _Rows,
+                     c: list[np.ndarray], ub_extra: list[float]) -> int:
+    """V <= sum_j t_ij x_ij <= U with cost lambda2 (U - V). Returns the new variable count."""
+    U, V = nv, nv + 1
+    c.append(np.array([p.lambda2, -p.lambda2]))
+    ub_extra += [np.inf, np.inf]
+    nv += 2
+    for i in range(p.m):
+        vs = col[i][col[i] >= 0]
+        for other, sgn in ((U, 1.0), (V, -1.0)):
+            # load - U <= 0 ; load - V >= 0
+            rows.add(list(vs) + [other], list(p.duration[i, J[vs]]) + [-1.0],
+                     -np.inf if sgn > 0 else 0.0, 0.0 if sgn > 0 else np.inf)
+    return nv
+
+
+def _result(p: Problem, res: Any, ag: np.ndarray, J: np.ndarray, secs: float) -> ExactResult:
+    """ExactResult of scipy's milp result (assignment from the first ``len(ag)`` binaries)."""
+    bound = getattr(res, "mip_dual_bound", None)
+    bound = None if bound is None or not np.isfinite(bound) else float(bound)
+    if res.x is None:
+        return ExactResult(None, None, bound, False, str(res.message), secs)
+    xs = res.x[:len(ag)] > 0.5
+    x = -np.ones(p.n, dtype=int)
+    x[J[xs]] = ag[xs]
+    obj = p.evaluate(x).objective
+    optimal = res.status == 0
+    if optimal and bound is None:
+        bound = obj
+    return ExactResult(x, obj, bound, optimal, str(res.message), secs)
+
+
 def solve_highs(problem: Problem, time_limit: float = 10.0, mip_gap: float = 0.0) -> ExactResult:
     """Solve the MILP above with HiGHS (scipy) within ``time_limit`` seconds."""
     p = problem
@@ -46,100 +137,27 @@ def solve_highs(problem: Problem, time_limit: float = 10.0, mip_gap: float = 0.0
     col = -np.ones((p.m, p.n), dtype=int)
     col[ag, J] = np.arange(nx)
     c = [p.cost[ag, J]]
-    rows, cols, vals, lo, hi = [], [], [], [], []
-    r = 0
-    for j in range(p.n):  # one-hot
-        vs = col[:, j][col[:, j] >= 0]
-        rows += [r] * len(vs)
-        cols += list(vs)
-        vals += [1.0] * len(vs)
-        lo.append(1.0)
-        hi.append(1.0)
-        r += 1
-    for i in range(p.m):  # capacity
-        vs = col[i][col[i] >= 0]
-        rows += [r] * len(vs)
-        cols += list(vs)
-        vals += list(p.resource[i, J[vs]])
-        lo.append(-np.inf)
-        hi.append(p.capacity[i])
-        r += 1
+    rows = _Rows()
+    _assignment_rows(p, col, J, rows)
     nv = nx
     ub_extra: list[float] = []
-    need_y = len(p.edges) and (p.lambda1 > 0 or p.has_pair_constraints)
-    if need_y:
-        ok = p.pair_ok()
-        for e, (j, k) in enumerate(p.edges):
-            base = nv
-            ids = base + np.arange(p.m * p.m).reshape(p.m, p.m)
-            cost_y = p.lambda1 * p.edge_weight[e] * p.distance.copy()
-            np.fill_diagonal(cost_y, 0.0)
-            c.append(cost_y.reshape(-1))
-            allowed_y = ok[e] & p.allowed[:, j][:, None] & p.allowed[:, k][None, :]
-            ub_extra += list(allowed_y.reshape(-1).astype(float))
-            nv += p.m * p.m
-            for i in range(p.m):  # sum_i' y_ii' = x_ij
-                rows += [r] * p.m
-                cols += list(ids[i])
-                vals += [1.0] * p.m
-                if col[i, j] >= 0:
-                    rows.append(r)
-                    cols.append(col[i, j])
-                    vals.append(-1.0)
-                lo.append(0.0)
-                hi.append(0.0)
-                r += 1
-            for i2 in range(p.m):  # sum_i y_ii' = x_i'k
-                rows += [r] * p.m
-                cols += list(ids[:, i2])
-                vals += [1.0] * p.m
-                if col[i2, k] >= 0:
-                    rows.append(r)
-                    cols.append(col[i2, k])
-                    vals.append(-1.0)
-                lo.append(0.0)
-                hi.append(0.0)
-                r += 1
+    if len(p.edges) and (p.lambda1 > 0 or p.has_pair_constraints):
+        nv = _transport_rows(p, col, nv, rows, c, ub_extra)
     if p.lambda2:
-        U, V = nv, nv + 1
-        c.append(np.array([p.lambda2, -p.lambda2]))
-        ub_extra += [np.inf, np.inf]
-        nv += 2
-        for i in range(p.m):
-            vs = col[i][col[i] >= 0]
-            for other, sgn in ((U, 1.0), (V, -1.0)):
-                rows += [r] * len(vs) + [r]
-                cols += list(vs) + [other]
-                vals += list(p.duration[i, J[vs]]) + [-1.0]
-                # load - U <= 0 ; load - V >= 0
-                lo.append(-np.inf if sgn > 0 else 0.0)
-                hi.append(0.0 if sgn > 0 else np.inf)
-                r += 1
+        nv = _load_range_rows(p, col, J, nv, rows, c, ub_extra)
     cvec = np.concatenate(c)
-    A = sp.csr_array((vals, (rows, cols)), shape=(r, nv))
+    A = sp.csr_array((rows.vals, (rows.rows, rows.cols)), shape=(rows.r, nv))
     integrality = np.zeros(nv)
     integrality[:nx] = 1
     ub = np.concatenate([np.ones(nx), np.array(ub_extra, dtype=float)])
     lb = np.zeros(nv)
     if p.lambda2:
         lb[-2:] = -np.inf
-    res = milp(cvec, constraints=LinearConstraint(A, lo, hi), integrality=integrality,
+    res = milp(cvec, constraints=LinearConstraint(A, rows.lo, rows.hi), integrality=integrality,
                bounds=Bounds(lb, ub),
                options={"time_limit": float(max(time_limit, 0.01)), "mip_rel_gap": mip_gap,
                         "disp": False})
-    secs = time.perf_counter() - t0
-    bound = getattr(res, "mip_dual_bound", None)
-    bound = None if bound is None or not np.isfinite(bound) else float(bound)
-    if res.x is None:
-        return ExactResult(None, None, bound, False, str(res.message), secs)
-    xs = res.x[:nx] > 0.5
-    x = -np.ones(p.n, dtype=int)
-    x[J[xs]] = ag[xs]
-    obj = p.evaluate(x).objective
-    optimal = res.status == 0
-    if optimal and bound is None:
-        bound = obj
-    return ExactResult(x, obj, bound, optimal, str(res.message), secs)
+    return _result(p, res, ag, J, time.perf_counter() - t0)
 
 
 def cpsat_available() -> bool:

@@ -86,40 +86,30 @@ def _penalised(p: Problem, x: np.ndarray, P: float, abar: float) -> float:
     return ev.objective + P * (ev.violations["capacity"] + abar * ev.violations["fidelity"])
 
 
-def simulated_annealing(problem: Problem, x0: np.ndarray | None = None,
-                        moves: int | None = None, time_limit: float = 1e9,
-                        rng: np.random.Generator | None = None) -> np.ndarray:
-    """SA over shift moves (see module docstring); returns the best feasible state seen
-    (or the best penalised one if none is feasible)."""
-    p = problem
-    rng = np.random.default_rng(0) if rng is None else rng
-    t0 = time.perf_counter()
-    K = int(moves) if moves is not None else int(min(2_000_000, 400 * p.n * p.m))
-    x = repair(p, greedy(p) if x0 is None else x0, rng)
-    abar = float(p.resource.mean()) or 1.0
-    cspread = float(np.ptp(p.cost)) or 1.0
-    P = 2.0 * cspread / abar
-    cm = np.where(p.allowed, p.cost, np.inf)
-    inc: list[list[tuple[int, int, bool]]] = [[] for _ in range(p.n)]
-    for e, (j, k) in enumerate(p.edges):
-        inc[j].append((e, k, True))
-        inc[k].append((e, j, False))
-    ok = p.pair_ok() if len(p.edges) else None
-    load = p.loads(x)
-    tload = p.loads(x, p.duration)
-    allowed_lists = [np.flatnonzero(p.allowed[:, j]) for j in range(p.n)]
-    cur = _penalised(p, x, P, abar)
-    best_x, best_f, best_feas = x.copy(), cur, p.evaluate(x).feasible
-    if not best_feas:
-        best_f = np.inf
+class _ShiftState:
+    """The SA state: assignment ``x`` with its loads, and the exact change of the penalised
+    objective g under a shift move (task j -> agent i)."""
 
-    def delta(j: int, i: int) -> float:
+    def __init__(self, p: Problem, x: np.ndarray, P: float, abar: float) -> None:
+        self.p, self.x, self.P, self.abar = p, x, P, abar
+        self.cm = np.where(p.allowed, p.cost, np.inf)
+        self.inc: list[list[tuple[int, int, bool]]] = [[] for _ in range(p.n)]
+        for e, (j, k) in enumerate(p.edges):
+            self.inc[j].append((e, k, True))
+            self.inc[k].append((e, j, False))
+        self.ok = p.pair_ok() if len(p.edges) else None
+        self.load = p.loads(x)
+        self.tload = p.loads(x, p.duration)
+
+    def delta(self, j: int, i: int) -> float:
+        """g(x with j -> i) - g(x)."""
+        p, x, load, tload, P, abar, ok = self.p, self.x, self.load, self.tload, self.P, self.abar, self.ok
         o = x[j]
-        d = cm[i, j] - cm[o, j]
+        d = self.cm[i, j] - self.cm[o, j]
         b = p.capacity
         d += P * (max(load[i] + p.resource[i, j] - b[i], 0) - max(load[i] - b[i], 0)
                   + max(load[o] - p.resource[o, j] - b[o], 0) - max(load[o] - b[o], 0))
-        for e, k, first in inc[j]:
+        for e, k, first in self.inc[j]:
             xk = x[k]
             if first:
                 d += p.lambda1 * p.edge_weight[e] * (p.distance[i, xk] - p.distance[o, xk])
@@ -134,16 +124,51 @@ def simulated_annealing(problem: Problem, x0: np.ndarray | None = None,
             d += p.lambda2 * ((t2.max() - t2.min()) - (tload.max() - tload.min()))
         return float(d)
 
-    # initial temperature from random uphill deltas
+    def shift(self, j: int, i: int) -> None:
+        """Move task j to agent i (loads updated incrementally)."""
+        p, o = self.p, self.x[j]
+        self.load[o] -= p.resource[o, j]
+        self.load[i] += p.resource[i, j]
+        self.tload[o] -= p.duration[o, j]
+        self.tload[i] += p.duration[i, j]
+        self.x[j] = i
+
+
+def _initial_temperature(st: _ShiftState, allowed_lists: list[np.ndarray],
+                         rng: np.random.Generator) -> float:
+    """T0 = median(uphill delta) / ln 2 over 200 random shifts (about half of the uphill
+    moves accepted at the start); 1 if none is uphill."""
     ups = []
     for _ in range(200):
-        j = int(rng.integers(p.n))
+        j = int(rng.integers(st.p.n))
         i = int(rng.choice(allowed_lists[j]))
-        if i != x[j]:
-            dd = delta(j, i)
+        if i != st.x[j]:
+            dd = st.delta(j, i)
             if dd > 0:
                 ups.append(dd)
-    T0 = (np.median(ups) / np.log(2)) if ups else 1.0
+    return (np.median(ups) / np.log(2)) if ups else 1.0
+
+
+def simulated_annealing(problem: Problem, x0: np.ndarray | None = None,
+                        moves: int | None = None, time_limit: float = 1e9,
+                        rng: np.random.Generator | None = None) -> np.ndarray:
+    """SA over shift moves (see module docstring); returns the best feasible state seen
+    (or the best penalised one if none is feasible)."""
+    p = problem
+    rng = np.random.default_rng(0) if rng is None else rng
+    t0 = time.perf_counter()
+    K = int(moves) if moves is not None else int(min(2_000_000, 400 * p.n * p.m))
+    x = repair(p, greedy(p) if x0 is None else x0, rng)
+    abar = float(p.resource.mean()) or 1.0
+    cspread = float(np.ptp(p.cost)) or 1.0
+    P = 2.0 * cspread / abar
+    st = _ShiftState(p, x, P, abar)
+    allowed_lists = [np.flatnonzero(p.allowed[:, j]) for j in range(p.n)]
+    cur = _penalised(p, x, P, abar)
+    best_x, best_f, best_feas = x.copy(), cur, p.evaluate(x).feasible
+    if not best_feas:
+        best_f = np.inf
+    T0 = _initial_temperature(st, allowed_lists, rng)
     T1 = T0 * 1e-3
     js = rng.integers(p.n, size=K)
     us = rng.random(K)
@@ -157,15 +182,10 @@ def simulated_annealing(problem: Problem, x0: np.ndarray | None = None,
         i = int(al[int(us[kk] * 1e6) % len(al)])
         if i == x[j]:
             continue
-        d = delta(j, i)
+        d = st.delta(j, i)
         T = T0 * (T1 / T0) ** (kk / K)
         if d <= 0 or rng.random() < np.exp(-d / T):
-            o = x[j]
-            load[o] -= p.resource[o, j]
-            load[i] += p.resource[i, j]
-            tload[o] -= p.duration[o, j]
-            tload[i] += p.duration[i, j]
-            x[j] = i
+            st.shift(j, i)
             cur += d
             if cur < best_f - 1e-9:
                 ev = p.evaluate(x)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedqnn.scheduling.problem import Problem
+from fedqnn.scheduling.problem import Evaluation, Problem
 
 __all__ = ["repair", "tabu_search", "TabuResult"]
 
@@ -133,6 +133,132 @@ def _shift_delta(p: Problem, x: np.ndarray, load: np.ndarray, tload: np.ndarray,
     return dobj, dcap, dfid
 
 
+Move = tuple[str, int, int]
+"""("shift", agent i, task j) or ("swap", task j, task k)."""
+
+
+class _Tabu:
+    """State of one tabu search: current x and its evaluation, rho, tenures and the best."""
+
+    def __init__(self, p: Problem, x: np.ndarray, rng: np.random.Generator, t0: float) -> None:
+        self.p, self.x, self.rng, self.t0 = p, x, rng, t0
+        self.ar = np.arange(p.n)
+        self.cm = _cmask(p)
+        self.linear = p.is_linear
+        self.adj = None if (len(p.edges) == 0) else _Adj(p)
+        self.pair_ok = p.pair_ok() if p.has_pair_constraints else None
+        self.abar = float(p.resource.mean()) or 1.0
+        scale = float(np.abs(p.cost).mean()) or 1.0
+        self.rho = scale / self.abar
+        self.rho_min, self.rho_max = self.rho * 1e-3, self.rho * 1e4
+        self.tabu = np.zeros((p.m, p.n), dtype=np.int64)
+        ev = self.evaluate()
+        self.best_x, self.best_obj, self.best_feas = x.copy(), self.obj, ev.feasible
+        self.best_pen = self.penalised()
+        self.trace: list[tuple[float, float]] = [(time.perf_counter() - t0, self.obj)] if ev.feasible else []
+        self.last_imp = 0
+
+    def evaluate(self) -> Evaluation:
+        """Evaluate x and keep its objective, capacity excess and fidelity violations."""
+        ev = self.p.evaluate(self.x)
+        self.obj, self.cap_exc, self.fid_v = ev.objective, ev.violations["capacity"], ev.violations["fidelity"]
+        return ev
+
+    def penalised(self) -> float:
+        """g(x) = f + rho (capacity excess + abar #fidelity violations)."""
+        return self.obj + self.rho * (self.cap_exc + self.abar * self.fid_v)
+
+    def best_shift(self, it: int, load: np.ndarray, tload: np.ndarray) -> tuple[Move, float]:
+        """The best allowed shift (not tabu, or aspirating), ties broken at random."""
+        p, abar = self.p, self.abar
+        dobj, dcap, dfid = _shift_delta(p, self.x, load, tload, self.cm, self.adj, self.pair_ok)
+        dpen = dobj + self.rho * (dcap + abar * dfid)
+        newfeas = (self.cap_exc + dcap <= 1e-9) & (self.fid_v + dfid <= 0.5)
+        asp = newfeas & (self.obj + dobj < self.best_obj - 1e-9) if self.best_feas else newfeas
+        ok = (self.tabu <= it) | asp
+        cand = np.where(ok, dpen, np.inf) + self.rng.random(dpen.shape) * 1e-7
+        flat = int(np.argmin(cand))
+        return ("shift", flat // p.n, flat % p.n), cand.flat[flat]
+
+    def best_swap(self, it: int, load: np.ndarray, move: Move, s_val: float) -> tuple[Move, float]:
+        """A swap instead of ``move`` if one is better: exact deltas for linear problems,
+        else the 6 best by linear delta re-checked by full evaluation."""
+        p, x, cm, rho, abar = self.p, self.x, self.cm, self.rho, self.abar
+        A_c = cm[x, :]
+        dsw = A_c.T + A_c - cm[x, self.ar][:, None] - cm[x, self.ar][None, :]
+        R = p.resource[x, :]
+        dR = np.diag(R)
+        exc = np.maximum(load - p.capacity, 0)
+        nj = np.maximum(load[x][:, None] + R - dR[:, None] - p.capacity[x][:, None], 0)
+        nk = np.maximum(load[x][None, :] + R.T - dR[None, :] - p.capacity[x][None, :], 0)
+        dswc = nj + nk - exc[x][:, None] - exc[x][None, :]
+        T = self.tabu[x, :]
+        okp = (x[:, None] != x[None, :]) & np.triu(np.ones((p.n, p.n), bool), 1)
+        sfeas = (self.cap_exc + dswc <= 1e-9) & (self.fid_v <= 0.5)
+        sasp = sfeas & (self.obj + dsw < self.best_obj - 1e-9) if self.best_feas else sfeas
+        okp &= ((T.T <= it) & (T <= it)) | sasp
+        sw = np.where(okp, dsw + rho * dswc, np.inf)
+        if self.linear:
+            sw = sw + self.rng.random(sw.shape) * 1e-7
+            f2 = int(np.argmin(sw))
+            if sw.flat[f2] < s_val:
+                move = ("swap", f2 // p.n, f2 % p.n)
+            return move, s_val
+        for f2 in np.argsort(sw, axis=None)[:6]:
+            if not np.isfinite(sw.flat[f2]):
+                break
+            j, k = f2 // p.n, f2 % p.n
+            y = x.copy()
+            y[j], y[k] = x[k], x[j]
+            e2 = p.evaluate(y)
+            pen = e2.objective + rho * (e2.violations["capacity"] + abar * e2.violations["fidelity"])
+            if pen - (self.obj + rho * (self.cap_exc + abar * self.fid_v)) < s_val:
+                move = ("swap", j, k)
+                s_val = pen - (self.obj + rho * (self.cap_exc + abar * self.fid_v))
+        return move, s_val
+
+    def apply(self, it: int, move: Move) -> None:
+        """Make ``move`` and make its reverse tabu for a random tenure."""
+        p, x, tabu = self.p, self.x, self.tabu
+        if move[0] == "shift":
+            _, i, j = move
+            tabu[x[j], j] = it + 5 + int(self.rng.integers(0, 5 + p.n // 10))
+            x[j] = i
+        else:
+            _, j, k = move
+            ten = 5 + int(self.rng.integers(0, 5 + p.n // 10))
+            tabu[x[j], j] = it + ten
+            tabu[x[k], k] = it + ten
+            x[j], x[k] = x[k], x[j]
+
+    def record(self, it: int) -> None:
+        """Evaluate the new x, adapt rho (strategic oscillation) and keep the best."""
+        ev = self.evaluate()
+        if ev.feasible:
+            self.rho = max(self.rho / 1.05, self.rho_min)
+            if not self.best_feas or self.obj < self.best_obj - 1e-9:
+                self.best_x, self.best_obj, self.best_feas = self.x.copy(), self.obj, True
+                self.trace.append((time.perf_counter() - self.t0, self.obj))
+                self.last_imp = it
+        else:
+            self.rho = min(self.rho * 1.05, self.rho_max)
+            if not self.best_feas:
+                pen = self.penalised()
+                if pen < self.best_pen:
+                    self.best_x, self.best_obj, self.best_pen = self.x.copy(), self.obj, pen
+
+    def kick(self, it: int) -> None:
+        """Restart from the best with max(2, n/10) tasks moved to random allowed agents."""
+        p = self.p
+        self.x = x = self.best_x.copy()
+        kick = self.rng.choice(p.n, size=max(2, p.n // 10), replace=False)
+        for j in kick:
+            x[j] = int(self.rng.choice(np.flatnonzero(p.allowed[:, j])))
+        self.evaluate()
+        self.tabu[:] = 0
+        self.last_imp = it
+
+
 def tabu_search(problem: Problem, x0: np.ndarray, time_limit: float = 1.0,
                 max_iters: int | None = None, rng: np.random.Generator | None = None,
                 target: float | None = None, stall: int | None = None,
@@ -142,112 +268,25 @@ def tabu_search(problem: Problem, x0: np.ndarray, time_limit: float = 1.0,
     p = problem
     rng = np.random.default_rng(0) if rng is None else rng
     t0 = time.perf_counter()
-    x = repair(p, x0, rng)
-    ar = np.arange(p.n)
-    cm = _cmask(p)
-    linear = p.is_linear
-    adj = None if (len(p.edges) == 0) else _Adj(p)
-    pair_ok = p.pair_ok() if p.has_pair_constraints else None
-    abar = float(p.resource.mean()) or 1.0
-    scale = float(np.abs(p.cost).mean()) or 1.0
-    rho = scale / abar
-    rho_min, rho_max = rho * 1e-3, rho * 1e4
-    tabu = np.zeros((p.m, p.n), dtype=np.int64)
+    s = _Tabu(p, repair(p, x0, rng), rng, t0)
     stall = stall if stall is not None else 200 + 10 * p.n
-
-    ev = p.evaluate(x)
-    obj = ev.objective
-    cap_exc = ev.violations["capacity"]
-    fid_v = ev.violations["fidelity"]
-    best_x, best_obj, best_feas = x.copy(), obj, ev.feasible
-    best_pen = obj + rho * (cap_exc + abar * fid_v)
-    trace: list[tuple[float, float]] = [(time.perf_counter() - t0, obj)] if ev.feasible else []
-    last_imp = 0
     it = 0
     while True:
         if time.perf_counter() - t0 >= time_limit or (max_iters is not None and it >= max_iters):
             break
-        if best_feas and target is not None and best_obj <= target + 1e-9:
+        if s.best_feas and target is not None and s.best_obj <= target + 1e-9:
             break
         it += 1
-        load = p.loads(x)
-        tload = p.loads(x, p.duration) if p.lambda2 else load
-        dobj, dcap, dfid = _shift_delta(p, x, load, tload, cm, adj, pair_ok)
-        dpen = dobj + rho * (dcap + abar * dfid)
-        newfeas = (cap_exc + dcap <= 1e-9) & (fid_v + dfid <= 0.5)
-        asp = newfeas & (obj + dobj < best_obj - 1e-9) if best_feas else newfeas
-        ok = (tabu <= it) | asp
-        cand = np.where(ok, dpen, np.inf) + rng.random(dpen.shape) * 1e-7
-        flat = int(np.argmin(cand))
-        s_val = cand.flat[flat]
-        move: tuple = ("shift", flat // p.n, flat % p.n)
+        load = p.loads(s.x)
+        tload = p.loads(s.x, p.duration) if p.lambda2 else load
+        move, s_val = s.best_shift(it, load, tload)
         if swaps:
-            A_c = cm[x, :]
-            dsw = A_c.T + A_c - cm[x, ar][:, None] - cm[x, ar][None, :]
-            R = p.resource[x, :]
-            dR = np.diag(R)
-            exc = np.maximum(load - p.capacity, 0)
-            nj = np.maximum(load[x][:, None] + R - dR[:, None] - p.capacity[x][:, None], 0)
-            nk = np.maximum(load[x][None, :] + R.T - dR[None, :] - p.capacity[x][None, :], 0)
-            dswc = nj + nk - exc[x][:, None] - exc[x][None, :]
-            T = tabu[x, :]
-            okp = (x[:, None] != x[None, :]) & np.triu(np.ones((p.n, p.n), bool), 1)
-            sfeas = (cap_exc + dswc <= 1e-9) & (fid_v <= 0.5)
-            sasp = sfeas & (obj + dsw < best_obj - 1e-9) if best_feas else sfeas
-            okp &= ((T.T <= it) & (T <= it)) | sasp
-            sw = np.where(okp, dsw + rho * dswc, np.inf)
-            if linear:
-                sw = sw + rng.random(sw.shape) * 1e-7
-                f2 = int(np.argmin(sw))
-                if sw.flat[f2] < s_val:
-                    move = ("swap", f2 // p.n, f2 % p.n)
-            else:
-                flat_idx = np.argsort(sw, axis=None)[:6]
-                for f2 in flat_idx:
-                    if not np.isfinite(sw.flat[f2]):
-                        break
-                    j, k = f2 // p.n, f2 % p.n
-                    y = x.copy()
-                    y[j], y[k] = x[k], x[j]
-                    e2 = p.evaluate(y)
-                    pen = e2.objective + rho * (e2.violations["capacity"] + abar * e2.violations["fidelity"])
-                    if pen - (obj + rho * (cap_exc + abar * fid_v)) < s_val:
-                        move = ("swap", j, k)
-                        s_val = pen - (obj + rho * (cap_exc + abar * fid_v))
-        if move[0] == "shift":
-            _, i, j = move
-            if not np.isfinite(s_val):
-                break
-            tabu[x[j], j] = it + 5 + int(rng.integers(0, 5 + p.n // 10))
-            x[j] = i
-        else:
-            _, j, k = move
-            ten = 5 + int(rng.integers(0, 5 + p.n // 10))
-            tabu[x[j], j] = it + ten
-            tabu[x[k], k] = it + ten
-            x[j], x[k] = x[k], x[j]
-        ev = p.evaluate(x)
-        obj, cap_exc, fid_v = ev.objective, ev.violations["capacity"], ev.violations["fidelity"]
-        if ev.feasible:
-            rho = max(rho / 1.05, rho_min)
-            if not best_feas or obj < best_obj - 1e-9:
-                best_x, best_obj, best_feas = x.copy(), obj, True
-                trace.append((time.perf_counter() - t0, obj))
-                last_imp = it
-        else:
-            rho = min(rho * 1.05, rho_max)
-            if not best_feas:
-                pen = obj + rho * (cap_exc + abar * fid_v)
-                if pen < best_pen:
-                    best_x, best_obj, best_pen = x.copy(), obj, pen
-        if it - last_imp > stall:
-            x = best_x.copy()
-            kick = rng.choice(p.n, size=max(2, p.n // 10), replace=False)
-            for j in kick:
-                x[j] = int(rng.choice(np.flatnonzero(p.allowed[:, j])))
-            ev = p.evaluate(x)
-            obj, cap_exc, fid_v = ev.objective, ev.violations["capacity"], ev.violations["fidelity"]
-            tabu[:] = 0
-            last_imp = it
-    return TabuResult(best_x, float(best_obj), bool(best_feas), it,
-                      time.perf_counter() - t0, trace)
+            move, s_val = s.best_swap(it, load, move, s_val)
+        if move[0] == "shift" and not np.isfinite(s_val):
+            break
+        s.apply(it, move)
+        s.record(it)
+        if it - s.last_imp > stall:
+            s.kick(it)
+    return TabuResult(s.best_x, float(s.best_obj), bool(s.best_feas), it,
+                      time.perf_counter() - t0, s.trace)
