@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fedqnn.config import ConfigError
 from fedqnn.network import physics
 from fedqnn.network.config import validate_broker_config
 from fedqnn.network.inventory import Inventory
 from fedqnn.network.policies import BrokerPolicy, get_policy
 from fedqnn.network.topology import Network, build_network
+from fedqnn.schema import ConfigError
 from fedqnn.seeding import rng as seeded_rng
 
 __all__ = ["Broker", "Service", "BELL_KEYS"]
