@@ -29,6 +29,13 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
+from clients.config import (
+    DATA_ATTACKS,
+    NETWORK_ATTACKS,
+    PROTOCOL_ATTACKS,
+    attack_names,
+    split_attack,
+)
 from fedqnn.byzantine_count import byzantine_count
 from fedqnn.param_vectors import flatten_state, unflatten_state
 from fedqnn.seeding import rng
@@ -36,21 +43,7 @@ from fedqnn.seeding import rng
 __all__ = ["PROTOCOL_ATTACKS", "DATA_ATTACKS", "NETWORK_ATTACKS", "byzantine_nodes", "attack_of", "split_attack",
            "poison_targets", "Adversary", "attack_names"]
 
-PROTOCOL_ATTACKS = ("replay", "impersonation")
-NETWORK_ATTACKS = ("bell-drain",)
-DATA_ATTACKS = ("label-flip",)
 _SENT_AS_TRAINED = ("none", *DATA_ATTACKS, *NETWORK_ATTACKS)  # the hook leaves these replies alone
-
-
-def attack_names() -> list[str]:
-    from clients.attacks import list_attacks
-
-    return ["none", *list_attacks(), *DATA_ATTACKS, *PROTOCOL_ATTACKS, *NETWORK_ATTACKS]
-
-
-def split_attack(attack: str) -> list[str]:
-    """``"alie+bell-drain"`` -> ``["alie", "bell-drain"]`` (a mixture: one attack per node)."""
-    return [a.strip() for a in str(attack).split("+")]
 
 
 def attack_of(cfg: dict[str, Any], node_names: list[str]) -> dict[str, str]:

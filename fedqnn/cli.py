@@ -1,6 +1,7 @@
 """The ``fedqnn`` command line: one subcommand a module, imported only when used.
 
-Each subcommand module exposes ``add_arguments(parser)`` and ``main(args) -> int``.
+Each subcommand module exposes ``add_arguments(parser)`` and ``main(args) -> int``; ``fedqnn
+--help`` imports none of them (:mod:`fedqnn.subcommands`), so it loads no torch or Flower.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from fedqnn.subcommands import add_subcommands
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,22 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fedqnn`` parser; a subcommand's module is imported when that subcommand is parsed."""
     parser = argparse.ArgumentParser(
         prog="fedqnn",
         description="Federated quantum neural operators on Flower (CEAS).",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        sp.set_defaults(_module=module)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                sp.set_defaults(_missing=f"'fedqnn {name}' is not available in this build ({exc.name} missing)")
-                continue
-            raise
-        mod.add_arguments(sp)
+    add_subcommands(parser, COMMANDS, dest="command", metavar="COMMAND", module_key="_module",
+                    missing_key="_missing",
+                    missing_text="'fedqnn {name}' is not available in this build ({missing} missing)")
     return parser
 
 
@@ -49,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args._missing}", file=sys.stderr)
         return 2
     mod = importlib.import_module(args._module)
-    from fedqnn.config import ConfigError
+    from fedqnn.schema import ConfigError
 
     try:
         return int(mod.main(args) or 0)

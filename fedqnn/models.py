@@ -36,7 +36,7 @@ from fedqnn.quantum.statevector import (
     observable_weights,
 )
 
-__all__ = ["QuantumLayer", "ClassicalSurrogate", "sample_expectations", "QuantumNeuralOperator", "QuantumClassifier", "build_model"]
+__all__ = ["QuantumLayer", "ClassicalSurrogate", "sample_expectations", "QuantumNeuralOperator", "QuantumClassifier"]
 
 
 class QuantumLayer(nn.Module):
@@ -128,10 +128,10 @@ def _quantum_or_classical(cfg: dict[str, Any], seed: int) -> nn.Module:
     m = cfg["model"]
     if m["classical"]:
         return ClassicalSurrogate(m["qubits"], m["layers"], seed=seed, hidden=m["classical_hidden"])
-    from fedqnn.partitions.federated import kind_of
+    from fedqnn.partitions.spec import kind_of
 
     if kind_of(cfg) != "data":  # unitary / circuit: same `weights` (L, n, 3), same init (issue 9)
-        from fedqnn.partitions.federated import build_layer
+        from fedqnn.partitions.model import build_layer
 
         return build_layer(cfg, seed)
     return QuantumLayer(m["qubits"], m["layers"], m["device"], m["diff_method"], m["shots"], seed=seed)
@@ -192,13 +192,6 @@ class QuantumClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(self.quantum(self.angles(x)))
-
-
-def build_model(cfg: dict[str, Any]) -> nn.Module:
-    """The task's model, initialised from the run seed (identical on server and clients)."""
-    from fedqnn.tasks import get_task
-
-    return get_task(cfg["task"]).build_model(cfg)
 
 
 def count_parameters(module: nn.Module) -> int:

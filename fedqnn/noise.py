@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedqnn.quantum.pauli import pauli_trajectory_gates
 from fedqnn.seeding import rng
 
 __all__ = [
@@ -93,7 +94,7 @@ def calibration_for(cfg: dict[str, Any], node: str) -> Calibration:
 
 
 def _check_entry(where: str, entry: Any) -> dict[str, Any]:
-    from fedqnn.config import ConfigError
+    from fedqnn.schema import ConfigError
 
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a table {{p, r, shots}}, got {entry!r}")
@@ -125,7 +126,7 @@ def load_calibration_file(path: str | Path) -> dict[str, dict[str, Any]]:
     import json
     import tomllib
 
-    from fedqnn.config import ConfigError
+    from fedqnn.schema import ConfigError
 
     p = Path(path)
     try:
@@ -162,25 +163,6 @@ def shrink_factor(cal: Calibration, layers: int, qubits: int, weight: float = 1.
 def effective_shots(cal: Calibration, analytic_shots: float) -> float:
     """S for the variance model; analytic expectations count as ``analytic_shots``."""
     return float(cal.shots) if cal.shots > 0 else float(analytic_shots)
-
-
-_PAULI = torch.tensor(
-    [[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=torch.complex128
-)
-
-
-def pauli_trajectory_gates(batch: int, p: float, generator: torch.Generator | None) -> torch.Tensor | None:
-    """(B, 2, 2) Pauli gates of one noisy location: I w.p. 1 - p, else X, Y, Z w.p. p/3 each.
-
-    Returns None when no sample had an error (nothing to apply).
-    """
-    if p <= 0:
-        return None
-    u = torch.rand(batch, generator=generator, dtype=torch.float64)
-    idx = torch.where(u < p, 1 + torch.floor(u / p * 3).clamp(max=2).long(), torch.zeros_like(u, dtype=torch.long))
-    if not bool((idx > 0).any()):
-        return None
-    return _PAULI[idx]
 
 
 def simulated_shrink(

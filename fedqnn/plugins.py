@@ -20,15 +20,17 @@ the verdicts, the events for the row, and :attr:`RoundState.data`, a blackboard 
 plugin hands to another (the keys the built-ins use are listed there). Long-lived services (the
 update verifier, the broker) are published on :attr:`RunContext.services`.
 
-This module is the protocol only: it imports no Flower, torch or PennyLane.
+This module is the protocol only: it imports no Flower, torch or PennyLane. Plugins are found
+through :data:`fedqnn.registry.PLUGINS` (built-ins, ``fedqnn.plugins`` entry points, dotted paths).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from fedqnn.schema import ConfigError
 
 __all__ = [
     "RoundPlugin", "RunContext", "RoundState", "HOOKS", "call", "plugin_order", "build_plugins",
@@ -40,7 +42,7 @@ HOOKS = ("setup", "on_resume", "filter_eligible", "round_start", "before_send", 
          "before_eval", "on_record", "round_end", "run_end")
 
 
-class PluginError(ValueError):
+class PluginError(ConfigError):
     """A plugin that cannot be loaded or that breaks the protocol (e.g. two with one name)."""
 
 
@@ -155,59 +157,41 @@ def call(plugins: Sequence[RoundPlugin], hook: str, *args: Any) -> None:
 
 
 # --------------------------------------------------------------------------- building the list
-#: The built-ins, in run order: ``module:factory`` (each factory returns None when its subsystem
-#: is off). The order is the pipeline: the adversary asks for Bell pairs and QKD for key pairs
-#: before the broker serves; the planner plans on what the broker served; the verifier signs
-#: last, over the final instruction. ``progress`` always runs after the outside plugins.
-BUILTINS = (
-    ("adversary", "clients.byzantine_plugin:from_config"),
-    ("qkd", "fedqnn.security.round_plugins:qkd_from_config"),
-    ("broker", "fedqnn.network.round_plugin:from_config"),
-    ("partitions", "fedqnn.partitions.round_plugin:from_config"),
-    ("verifier", "fedqnn.security.round_plugins:verifier_from_config"),
-)
-PROGRESS = ("progress", "fedqnn.progress:from_config")
+#: The built-ins (names in :data:`fedqnn.registry.PLUGINS`, each a factory that returns None
+#: when its subsystem is off), in run order. The order is the pipeline: the adversary asks for
+#: Bell pairs and QKD for key pairs before the broker serves; the planner plans on what the
+#: broker served; the verifier signs last, over the final instruction. The config's ``plugins``
+#: come next, and ``progress`` last.
+BUILTINS = ("adversary", "qkd", "broker", "partitions", "verifier")
+LAST = ("progress",)
 
 
-def _resolve(path: str) -> Any:
-    """``pkg.mod:attr`` or ``pkg.mod.attr`` -> the object."""
-    mod, sep, attr = path.partition(":")
-    if not sep:
-        mod, _, attr = path.rpartition(".")
-    if not mod or not attr:
-        raise PluginError(f"plugins: expected 'package.module:Factory' or 'package.module.Factory', got {path!r}")
+def load_plugin(name: str, cfg: dict[str, Any]) -> RoundPlugin | None:
+    """The plugin for ``name``: a built-in, a ``fedqnn.plugins`` entry point or a dotted path
+    (``pkg.mod:Factory``), naming a RoundPlugin subclass or a factory called with the config
+    dict; it returns a :class:`RoundPlugin` (or ``None`` to sit the run out)."""
+    from fedqnn.registry import PLUGINS, RegistryError
+
     try:
-        obj: Any = importlib.import_module(mod)
-    except ImportError as exc:
-        raise PluginError(f"plugins: cannot import {mod!r} for {path!r} ({exc})") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise PluginError(f"plugins: {mod!r} has no attribute {attr!r} (from {path!r})")
-        obj = getattr(obj, part)
-    return obj
-
-
-def load_plugin(path: str, cfg: dict[str, Any]) -> RoundPlugin | None:
-    """An outside plugin: ``path`` names a RoundPlugin subclass or a factory, called with the
-    config dict; it returns a :class:`RoundPlugin` (or ``None`` to sit the run out)."""
-    factory = _resolve(path)
+        factory = PLUGINS.resolve(name)
+    except RegistryError as exc:
+        raise PluginError(str(exc)) from exc
     if not callable(factory):
-        raise PluginError(f"plugins: {path!r} is not a class or factory")
+        raise PluginError(f"plugins: {name!r} is not a class or factory")
     plugin = factory(cfg)
     if plugin is not None and not isinstance(plugin, RoundPlugin):
-        raise PluginError(f"plugins: {path!r} returned {type(plugin).__name__}, expected a fedqnn.plugins.RoundPlugin")
+        raise PluginError(f"plugins: {name!r} returned {type(plugin).__name__}, expected a fedqnn.plugins.RoundPlugin")
     return plugin
 
 
-def plugin_order(cfg: dict[str, Any]) -> list[tuple[str, str]]:
-    """(name or path, factory path) of every plugin the config asks for, in run order."""
-    outside = [(p, p) for p in cfg.get("plugins", ())]
-    return [*BUILTINS, *outside, PROGRESS]
+def plugin_order(cfg: dict[str, Any]) -> list[str]:
+    """The plugin names and paths the config asks for, in run order."""
+    return [*BUILTINS, *cfg.get("plugins", ()), *LAST]
 
 
 def build_plugins(cfg: dict[str, Any]) -> list[RoundPlugin]:
     """The run's plugins, in order (built-ins that are off are left out)."""
-    plugins = [p for _, path in plugin_order(cfg) if (p := load_plugin(path, cfg)) is not None]
+    plugins = [p for name in plugin_order(cfg) if (p := load_plugin(name, cfg)) is not None]
     names = [p.name for p in plugins]
     if any(not n for n in names):
         raise PluginError(f"plugins: every plugin needs a non-empty name (got {names})")

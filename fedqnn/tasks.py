@@ -23,8 +23,10 @@ import torch
 from torch import nn
 
 from fedqnn import data as D
+from fedqnn.registry import TASKS
+from fedqnn.schema import ConfigError
 
-__all__ = ["Task", "TASKS", "get_task", "LocalData"]
+__all__ = ["Task", "TASKS", "get_task", "build_model", "LocalData"]
 
 
 @dataclass
@@ -182,22 +184,25 @@ class Digits(Task):
         }
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (Antiderivative(), Heat(), Digits())}
+# TASKS (fedqnn.registry) names the built-ins lazily as this module; here they are filled in.
+for _task in (Antiderivative(), Heat(), Digits()):
+    TASKS.provide(_task.name, _task)
 
 
 def _load_plugins() -> None:
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="fedqnn.tasks"):
-        if ep.name not in TASKS:
-            TASKS[ep.name] = ep.load()()
+    for name, ep in TASKS.entry_points().items():
+        if name not in TASKS:
+            TASKS[name] = ep.load()()
 
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
         _load_plugins()
     if name not in TASKS:
-        from fedqnn.config import ConfigError
-
         raise ConfigError(f"task: expected one of {', '.join(sorted(TASKS))}; got {name!r}")
     return TASKS[name]
+
+
+def build_model(cfg: dict[str, Any]) -> nn.Module:
+    """The task's model, initialised from the run seed (identical on server and clients)."""
+    return get_task(cfg["task"]).build_model(cfg)

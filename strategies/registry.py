@@ -10,48 +10,35 @@ A strategy is named by
 * an entry point in the group ``fedqnn.strategies`` (its object is a class or a factory
   ``cfg -> Strategy``).
 
+The names live in :data:`fedqnn.registry.STRATEGIES` (``REGISTRY`` here), the built-ins as import
+strings, so config validation knows them without importing Flower.
+
 fedqnn's server selects participants itself (uniformly among eligible nodes, seeded), so every
 strategy is built with ``fraction_train=1.0`` and sees exactly the selected nodes.
 """
 
 from __future__ import annotations
 
-import importlib
-import math
 from collections.abc import Callable
 from typing import Any
 
 from flwr.serverapp.strategy import Strategy
 
-from fedqnn.config import ConfigError
+from fedqnn.registry import STRATEGIES, RegistryError, import_dotted_path
+from fedqnn.schema import ConfigError
 from strategies.flower_builtins import BUILTINS
 
-__all__ = ["REGISTRY", "register", "resolve_strategy_name", "build_strategy", "byzantine_f"]
+__all__ = ["REGISTRY", "register", "resolve_strategy_name", "build_strategy"]
 
 Factory = Callable[[dict[str, Any]], Strategy]
-REGISTRY: dict[str, Factory] = dict(BUILTINS)
+REGISTRY = STRATEGIES  # name -> factory; "fedavg" etc. registered lazily as this module
+for _name, _factory in BUILTINS.items():
+    REGISTRY.provide(_name, _factory)
 
 
 def register(name: str, factory: Factory) -> None:
     """Add a strategy under ``name`` (plug-ins may call this at import)."""
     REGISTRY[name] = factory
-
-
-def byzantine_f(cfg: dict[str, Any], participants: int) -> int:
-    """f = ceil(byzantine_fraction x participants): the Byzantine count robust rules assume."""
-    return int(math.ceil(cfg.get("byzantine_fraction", 0.0) * participants - 1e-9))
-
-
-def _builtin_registry() -> None:
-    from strategies.nnm_cc import build_nnm_cc
-
-    REGISTRY.setdefault("nnm-cc", build_nnm_cc)
-    # The CEAS strategy registers itself when its module is importable.
-    try:
-        importlib.import_module("strategies.ceas")
-    except ModuleNotFoundError as exc:
-        if exc.name != "strategies.ceas":
-            raise
 
 
 def _from_class(obj: Any, label: str) -> Factory:
@@ -68,23 +55,17 @@ def _from_class(obj: Any, label: str) -> Factory:
 
 def resolve_strategy_name(name: str) -> Factory:
     """The factory for ``name``; a clear :class:`ConfigError` naming ``strategy`` otherwise."""
-    _builtin_registry()
     if name in REGISTRY:
         return REGISTRY[name]
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="fedqnn.strategies"):
-        if ep.name == name:
-            return _from_class(ep.load(), f"entry point {name!r}")
+    ep = REGISTRY.entry_points().get(name)
+    if ep is not None:
+        return _from_class(ep.load(), f"entry point {name!r}")
     if ":" in name or ("." in name and not name.startswith(".")):
-        module, _, attr = name.rpartition(":") if ":" in name else name.rpartition(".")
         try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"strategy: cannot import module {module!r} ({exc})") from exc
-        if not hasattr(mod, attr):
-            raise ConfigError(f"strategy: module {module!r} has no attribute {attr!r}")
-        return _from_class(getattr(mod, attr), name)
+            obj = import_dotted_path(name, "strategy")
+        except RegistryError as exc:
+            raise ConfigError(str(exc)) from exc
+        return _from_class(obj, name)
     raise ConfigError(
         f"strategy: expected one of {', '.join(sorted(REGISTRY))}, module:Class, "
         f"or a 'fedqnn.strategies' entry point; got {name!r}"

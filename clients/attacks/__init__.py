@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,7 @@ from clients.attacks.zoo import (
     stamp_adaptive,
     stamp_inflation,
 )
+from fedqnn.registry import ATTACKS
 
 __all__ = [
     "AttackSpec",
@@ -73,7 +73,7 @@ __all__ = [
     "stamp_inflation",
 ]
 
-ENTRY_POINT_GROUP = "fedqnn.attacks"
+ENTRY_POINT_GROUP = ATTACKS.group  # "fedqnn.attacks"
 
 AttackFn = Callable[..., np.ndarray]
 
@@ -96,37 +96,36 @@ class AttackSpec:
         return self.fn(own, honest, rng, n=n, f=f, **params)
 
 
-ATTACKS: dict[str, AttackSpec] = {
-    s.name: s
-    for s in [
-        AttackSpec("sign-flip", sign_flip, False, cite="minus the attacker's own honest update"),
-        AttackSpec("gaussian", gaussian, False, cite="random N(mu, sigma^2 I) update"),
-        AttackSpec("scaled", scaled, False, cite="Bagdasaryan et al., AISTATS 2020 (boosting)"),
-        AttackSpec("alie", alie, True, cite="Baruch, Baruch, Goldberg, NeurIPS 2019"),
-        AttackSpec("ipm", ipm, True, cite="Xie, Koyejo, Gupta, UAI 2020"),
-        AttackSpec("mimic", mimic, True, cite="Karimireddy, He, Jaggi, ICLR 2022"),
-        AttackSpec("min-max", min_max, True, cite="Shejwalkar & Houmansadr, NDSS 2021"),
-        AttackSpec("min-sum", min_sum, True, cite="Shejwalkar & Houmansadr, NDSS 2021"),
-        AttackSpec("fang-krum", fang_krum, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
-        AttackSpec("fang-median", fang_median, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
-        AttackSpec("stamp-adaptive", stamp_adaptive, True,
-                   cite="white box against CEAS's stamp-consistency filter (fedqnn, docs/attacks.md)"),
-        AttackSpec("stamp-inflation", stamp_inflation, False, claims=True,
-                   cite="CEAS Definition 4: Byzantine nodes control their reported calibration"),
-    ]
-}
+# ATTACKS (fedqnn.registry) names the built-ins lazily as this module; here they are filled in.
+for _spec in [
+    AttackSpec("sign-flip", sign_flip, False, cite="minus the attacker's own honest update"),
+    AttackSpec("gaussian", gaussian, False, cite="random N(mu, sigma^2 I) update"),
+    AttackSpec("scaled", scaled, False, cite="Bagdasaryan et al., AISTATS 2020 (boosting)"),
+    AttackSpec("alie", alie, True, cite="Baruch, Baruch, Goldberg, NeurIPS 2019"),
+    AttackSpec("ipm", ipm, True, cite="Xie, Koyejo, Gupta, UAI 2020"),
+    AttackSpec("mimic", mimic, True, cite="Karimireddy, He, Jaggi, ICLR 2022"),
+    AttackSpec("min-max", min_max, True, cite="Shejwalkar & Houmansadr, NDSS 2021"),
+    AttackSpec("min-sum", min_sum, True, cite="Shejwalkar & Houmansadr, NDSS 2021"),
+    AttackSpec("fang-krum", fang_krum, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
+    AttackSpec("fang-median", fang_median, True, cite="Fang, Cao, Jia, Gong, USENIX Security 2020"),
+    AttackSpec("stamp-adaptive", stamp_adaptive, True,
+               cite="white box against CEAS's stamp-consistency filter (fedqnn, docs/attacks.md)"),
+    AttackSpec("stamp-inflation", stamp_inflation, False, claims=True,
+               cite="CEAS Definition 4: Byzantine nodes control their reported calibration"),
+]:
+    ATTACKS.provide(_spec.name, _spec)
 
 
 def _from_entry_point(name: str) -> AttackSpec | None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            obj = ep.load()
-            if isinstance(obj, AttackSpec):
-                return obj
-            if callable(obj):
-                return AttackSpec(name, obj, omniscient=True, cite=f"plug-in {ep.value}")
-            raise AttackError(f"entry point {ENTRY_POINT_GROUP}:{name} is neither an AttackSpec nor callable")
-    return None
+    ep = ATTACKS.entry_points().get(name)
+    if ep is None:
+        return None
+    obj = ep.load()
+    if isinstance(obj, AttackSpec):
+        return obj
+    if callable(obj):
+        return AttackSpec(name, obj, omniscient=True, cite=f"plug-in {ep.value}")
+    raise AttackError(f"entry point {ENTRY_POINT_GROUP}:{name} is neither an AttackSpec nor callable")
 
 
 def get_attack(name: str) -> AttackSpec:
@@ -142,6 +141,4 @@ def get_attack(name: str) -> AttackSpec:
 
 def list_attacks() -> list[str]:
     """Built-in attack names plus the installed ``fedqnn.attacks`` entry points."""
-    names = list(ATTACKS)
-    names += [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in ATTACKS]
-    return names
+    return ATTACKS.names()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from fedqnn.subcommands import add_subcommands
+
 BENCHES: dict[str, tuple[str, str]] = {
     "spine": ("fedqnn.bench.spine", "Flower round overhead vs. plain local training; QNN device throughput vs. plain-torch floor"),
     "ceas": ("fedqnn.bench.ceas", "stamp cost and noisy-simulation cost ratios"),
@@ -20,18 +22,10 @@ BENCHES: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench", metavar="BENCH")
-    for name, (module, help_text) in BENCHES.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        sp.set_defaults(_bench_module=module)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                sp.set_defaults(_bench_missing=f"benchmark {name!r} is not available ({exc.name} missing)")
-                continue
-            raise
-        mod.add_arguments(sp)
+    """One subparser per benchmark; a benchmark's module is imported when it is chosen."""
+    add_subcommands(parser, BENCHES, dest="bench", metavar="BENCH", module_key="_bench_module",
+                    missing_key="_bench_missing",
+                    missing_text="benchmark '{name}' is not available ({missing} missing)")
 
 
 def main(args: argparse.Namespace) -> int:

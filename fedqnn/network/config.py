@@ -1,9 +1,11 @@
 """The broker's own configuration: defaults, documentation and validation.
 
 The run config's ``broker`` sub-dict is passed to :meth:`Broker.from_config`; every key is
-optional and validated here. Errors raise :class:`fedqnn.config.ConfigError` naming the
-field as ``broker.<key>``. ``BROKER_FIELDS`` lists every key with its default and meaning so
-the run-level config can register them (``broker.policy`` etc.).
+optional and validated here. Errors raise :class:`fedqnn.schema.ConfigError` naming the
+field as ``broker.<key>``. ``BROKER_FIELDS`` lists every key with its default and meaning;
+:func:`broker_section` validates the run config's ``broker`` table in the context of the run
+(``broker.policy=off``, the QKD key demand) and :func:`check` is the broker's cross check.
+Light: imports :mod:`fedqnn.schema` and :mod:`fedqnn.registry` only.
 
 The default is a documented, non-trivial regime (see ``docs/broker.md``): trapped-ion-like
 links (F0 = 0.96, p = 2e-4 per attempt at 1 MHz, i.e. r = 200 pairs/s), depolarising
@@ -18,9 +20,10 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from fedqnn.config import ConfigError, Field, coerce_field
+from fedqnn.registry import POLICIES
+from fedqnn.schema import ConfigError, Field, coerce_field, did_you_mean
 
-__all__ = ["BrokerField", "BROKER_FIELDS", "DEFAULTS", "validate_broker_config"]
+__all__ = ["BrokerField", "BROKER_FIELDS", "DEFAULTS", "validate_broker_config", "broker_section", "check"]
 
 
 BrokerField = Field  # the run config's field type: one schema language for every key
@@ -113,11 +116,7 @@ def validate_broker_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg = dict(cfg or {})
     unknown = sorted(set(cfg) - set(BROKER_FIELDS))
     if unknown:
-        import difflib
-
-        hits = difflib.get_close_matches(unknown[0], BROKER_FIELDS.keys(), n=3)
-        hint = f" (did you mean {', '.join(hits)}?)" if hits else ""
-        raise ConfigError(f"broker.{unknown[0]}: unknown broker key{hint}")
+        raise ConfigError(f"broker.{unknown[0]}: unknown broker key{did_you_mean(unknown[0], BROKER_FIELDS)}")
     out = {k: _coerce(k, f, cfg.get(k, copy.deepcopy(f.default))) for k, f in BROKER_FIELDS.items()}
     # exactly one of memory_T / target_R, round_duration / target_rho
     if "memory_T" in cfg and cfg["memory_T"] is not None and "target_R" not in cfg:
@@ -145,3 +144,44 @@ def validate_broker_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     if not out["server"]:
         raise ConfigError("broker.server: expected a non-empty node name")
     return out
+
+
+def broker_section(section: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run config's ``broker`` table, validated; ``run`` is the rest of the run config, flat.
+
+    ``broker.policy=off`` runs without entanglement. ``broker.participation`` (the planning
+    prior of the load calibration) defaults to ``fraction_train``; with ``auth=qkd``,
+    ``broker.key_pairs_per_node`` defaults to ``qkd.pairs_per_round``.
+    """
+    section = dict(section)
+    off = section.get("policy") == "off"
+    if off:
+        section["policy"] = "aware"
+    section.setdefault("participation", float(run["fraction_train"]))
+    auth = run["auth"]
+    if auth == "qkd":
+        section.setdefault("key_pairs_per_node", run["qkd.pairs_per_round"])
+    elif section.get("key_pairs_per_node"):
+        raise ConfigError("broker.key_pairs_per_node: key demand exists only with auth=qkd (got auth="
+                          f"{auth!r}); leave it 0")
+    out = validate_broker_config(section)
+    if off:
+        out["policy"] = "off"
+    elif out["policy"] not in POLICIES:  # a built-in passes unimported; a plug-in is loaded and checked
+        from fedqnn.network.policies import get_policy
+
+        try:
+            get_policy(out["policy"])
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"broker.policy: {exc}") from exc
+    return out
+
+
+def check(cfg: dict[str, Any]) -> None:
+    """``broker.quota`` must cover one participant's demand (update and key pairs)."""
+    b = cfg["broker"]
+    need = b.get("pairs_per_node", 0) + (b.get("key_pairs_per_node") or 0)
+    if b.get("quota") is not None and b.get("policy") != "off" and b["quota"] < need:
+        raise ConfigError(f"broker.quota: expected >= {need} (broker.pairs_per_node"
+                          f"{' + broker.key_pairs_per_node' if b.get('key_pairs_per_node') else ''}: a smaller "
+                          f"quota never serves a participant in full), got {b['quota']}")

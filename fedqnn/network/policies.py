@@ -45,14 +45,14 @@ Plug-ins: an entry point in the group ``fedqnn.broker_policies`` naming a subcla
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from statistics import NormalDist
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fedqnn.config import ConfigError
+from fedqnn.registry import POLICIES
+from fedqnn.schema import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fedqnn.network.broker import Broker
@@ -68,7 +68,7 @@ __all__ = [
     "policy_names",
 ]
 
-ENTRY_POINT_GROUP = "fedqnn.broker_policies"
+ENTRY_POINT_GROUP = POLICIES.group  # "fedqnn.broker_policies"
 
 
 class BrokerPolicy:
@@ -186,28 +186,19 @@ class OraclePolicy(AwarePolicy):
     clairvoyant = True
 
 
-POLICIES: dict[str, type[BrokerPolicy]] = {
-    cls.name: cls for cls in (AwarePolicy, ObliviousPolicy, RandomPolicy, OraclePolicy)
-}
-
-
-def _plugins() -> dict[str, object]:
-    try:
-        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    except Exception:  # noqa: BLE001 - a broken environment must not break the built-ins
-        return {}
+# POLICIES (fedqnn.registry) names the built-ins lazily: "aware" -> "fedqnn.network.policies:AwarePolicy".
 
 
 def policy_names() -> list[str]:
     """Built-in and plug-in policy names."""
-    return sorted(set(POLICIES) | set(_plugins()))
+    return sorted(POLICIES.names())
 
 
 def get_policy(name: str) -> BrokerPolicy:
     """A fresh policy instance by registry name (built-in or ``fedqnn.broker_policies``)."""
     if name in POLICIES:
         return POLICIES[name]()
-    ep = _plugins().get(name)
+    ep = POLICIES.entry_points().get(name)
     if ep is None:
         if name == "off":
             raise ConfigError("broker.policy: 'off' means no broker; the server must not build one")

@@ -30,7 +30,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from fedqnn.config import ConfigError
+from fedqnn.schema import ConfigError
 
 __all__ = ["Network", "build_network"]
 

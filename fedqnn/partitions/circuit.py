@@ -33,7 +33,7 @@ added in both methods.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -43,6 +43,7 @@ from fedqnn.partitions.channels import (
     nonlocal_cnot_channel,
     teleportation_channel,
 )
+from fedqnn.partitions.spec import PARTITIONS, PartitionSpec, make_partition
 from fedqnn.quantum.statevector import _apply_1q, _apply_cnot, _rot, _ry, zz_pairs
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "full_cnot_mask", "simulate", "expectations_from_probs", "METHODS", "state_bytes",
 ]
 
-PARTITIONS = ("data", "unitary", "circuit")
 METHODS = ("trajectory", "density")
 
 _PAULI_T = {
@@ -71,102 +71,6 @@ class CutGate:
     control: int
     target: int
     blocks: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class PartitionSpec:
-    """Where each part of the circuit runs.
-
-    ``blocks``: for ``unitary`` the layer ranges (start, stop) of each QPU; for ``circuit`` the
-    qubit ranges (start, stop) of each QPU; for ``data`` one block holding everything.
-    """
-
-    kind: str
-    qubits: int
-    layers: int
-    blocks: tuple[tuple[int, int], ...]
-    names: tuple[str, ...] = field(default=())
-
-    @property
-    def qpus(self) -> int:
-        return len(self.blocks)
-
-    def qpu_of_qubit(self, wire: int) -> int:
-        if self.kind != "circuit":
-            return 0
-        for j, (a, b) in enumerate(self.blocks):
-            if a <= wire < b:
-                return j
-        raise ValueError(f"wire: {wire} is not in 0..{self.qubits - 1}")
-
-    def qpu_names(self) -> tuple[str, ...]:
-        return self.names or tuple(str(j) for j in range(self.qpus))
-
-    def cuts(self) -> list[tuple[str, list[int]]]:
-        """``circuit`` bipartitions, one per boundary between consecutive QPUs j | j+1: the cut
-        name ``"<qpu>|<qpu>"`` and the qubits on its left (QPUs 0..j)."""
-        if self.kind != "circuit":
-            return []
-        names = self.qpu_names()
-        return [(f"{names[j]}|{names[j + 1]}", list(range(self.blocks[j][1])))
-                for j in range(self.qpus - 1)]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def make_partition(kind: str, qubits: int, layers: int, qpus: int | None = None,
-                   qpu_qubits: int | None = None, names: Sequence[str] | None = None) -> PartitionSpec:
-    """Validate and build a :class:`PartitionSpec`.
-
-    ``unitary`` needs ``qpus`` (1..layers; layer blocks as equal as possible, earlier blocks take
-    the remainder). ``circuit`` needs ``qpu_qubits`` (contiguous qubit blocks of that size, the last
-    one smaller; at least two QPUs, i.e. qpu_qubits < qubits) or ``qpus`` (blocks as equal as
-    possible). ``names`` optionally labels the QPUs (e.g. node names) for the cut names.
-    """
-    if kind not in PARTITIONS:
-        raise ValueError(f"partition: expected one of {', '.join(PARTITIONS)}, got {kind!r}")
-    n = _positive_int("qubits", qubits)
-    L = _positive_int("layers", layers)
-    if kind == "data":
-        blocks: tuple[tuple[int, int], ...] = ((0, L),)
-    elif kind == "unitary":
-        if qpus is None:
-            raise ValueError("partition.qpus: required for partition=unitary")
-        N = _positive_int("partition.qpus", qpus)
-        if N > L:
-            raise ValueError(f"partition.qpus: {N} QPUs cannot share {L} layers (need qpus <= layers)")
-        blocks = _even_blocks(L, N)
-    else:
-        if qpu_qubits is not None:
-            q = _positive_int("partition.qpu_qubits", qpu_qubits)
-            if q >= n:
-                raise ValueError(f"partition.qpu_qubits: {q} >= qubits={n}: nothing to cut "
-                                 "(use partition=data)")
-            blocks = tuple((a, min(a + q, n)) for a in range(0, n, q))
-        elif qpus is not None:
-            N = _positive_int("partition.qpus", qpus)
-            if not 2 <= N <= n:
-                raise ValueError(f"partition.qpus: need 2 <= qpus <= qubits={n}, got {N}")
-            blocks = _even_blocks(n, N)
-        else:
-            raise ValueError("partition.qpu_qubits: required for partition=circuit (or give qpus)")
-    if names is not None and len(names) != len(blocks):
-        raise ValueError(f"partition.names: need {len(blocks)} names, got {len(names)}")
-    return PartitionSpec(kind, n, L, blocks, tuple(names) if names is not None else ())
-
-
-def _even_blocks(total: int, parts: int) -> tuple[tuple[int, int], ...]:
-    size, extra = divmod(total, parts)
-    out, a = [], 0
-    for j in range(parts):
-        b = a + size + (1 if j < extra else 0)
-        out.append((a, b))
-        a = b
-    return tuple(out)
 
 
 def entangler_range(layer: int, qubits: int) -> int:

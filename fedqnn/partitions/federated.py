@@ -1,6 +1,7 @@
 """Partitions in federated runs: the config -> layer glue and the server's per-round planner.
 
-Flower-free. ``fedqnn.models`` builds the layer with :func:`build_layer`; the server app keeps
+Flower-free. ``fedqnn.models`` builds the layer with :func:`build_layer` (from
+:mod:`fedqnn.partitions.model`); the server app keeps
 one :class:`PartitionPlanner` and, each round before the instructions go out, calls
 :meth:`PartitionPlanner.plan`, which decides
 
@@ -40,9 +41,10 @@ from fedqnn.partitions.adaptive import (
     mask_for_rank,
     spectral_complexity,
 )
-from fedqnn.partitions.circuit import PartitionSpec, cut_gates, make_partition
-from fedqnn.partitions.model import PartitionedQuantumLayer
+from fedqnn.partitions.circuit import cut_gates
+from fedqnn.partitions.model import PartitionedQuantumLayer, build_layer
 from fedqnn.partitions.monitor import AdaptationMonitor, Knobs, MonitorConfig
+from fedqnn.partitions.spec import BROKER_OFF_FIDELITY, kind_of, pair_fidelity, spec_from_config
 
 __all__ = [
     "BROKER_OFF_FIDELITY", "BROKER_OFF_RATE", "RECORD_K", "kind_of", "RECORD_EPOCHS", "spec_from_config",
@@ -50,55 +52,10 @@ __all__ = [
     "rows_from_metrics", "RoundPlan", "PartitionPlanner",
 ]
 
-BROKER_OFF_FIDELITY = 0.96  # partition.pair_fidelity = 0 with broker.policy = off
 BROKER_OFF_RATE = 100.0  # partition.rate = 0 with broker.policy = off (pairs/s, the issue's figure)
 RECORD_K = "partition-k"  # keys of the instruction's "fedqnn" config record
 RECORD_EPOCHS = "partition-epochs"
 LAYER_SECONDS = 1e-3  # duration of one circuit layer in the placement model (the scheduler's unit)
-
-
-def kind_of(cfg: Mapping[str, Any]) -> str:
-    """``cfg['partition']['kind']`` (``data`` when the table is absent, e.g. an older config)."""
-    part = cfg.get("partition")
-    if isinstance(part, Mapping):
-        return str(part.get("kind", "data"))
-    return str(part or "data")
-
-
-def _split(cfg: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """(qpus, qpu_qubits) as make_partition takes them for ``cfg``'s partition."""
-    part = cfg["partition"]
-    kind = part["kind"]
-    if kind == "circuit" and part["qpu_qubits"]:
-        return None, int(part["qpu_qubits"])
-    return (int(part["qpus"]) if kind != "data" else None), None
-
-
-def spec_from_config(cfg: Mapping[str, Any]) -> PartitionSpec:
-    """The validated :class:`PartitionSpec` of ``cfg`` (raises ValueError naming ``partition.*``)."""
-    qpus, qpu_qubits = _split(cfg)
-    m = cfg["model"]
-    return make_partition(cfg["partition"]["kind"], m["qubits"], m["layers"], qpus=qpus, qpu_qubits=qpu_qubits)
-
-
-def pair_fidelity(cfg: Mapping[str, Any]) -> float:
-    """F of the pairs at the cuts: ``partition.pair_fidelity``, else the broker's F_min (0.96 off)."""
-    f = float(cfg["partition"]["pair_fidelity"])
-    if f > 0:
-        return f
-    broker = cfg.get("broker") or {}
-    if broker.get("policy", "off") == "off":
-        return BROKER_OFF_FIDELITY
-    return float(broker["F_min"])
-
-
-def build_layer(cfg: Mapping[str, Any], seed: int) -> PartitionedQuantumLayer:
-    """The partitioned quantum layer of ``cfg`` (same parameter shape and init as QuantumLayer)."""
-    qpus, qpu_qubits = _split(cfg)
-    m = cfg["model"]
-    return PartitionedQuantumLayer(m["qubits"], m["layers"], cfg["partition"]["kind"], qpus=qpus,
-                                   qpu_qubits=qpu_qubits, pair_fidelity=pair_fidelity(cfg), seed=seed,
-                                   method=cfg["partition"]["method"])
 
 
 def task_complexity(cfg: Mapping[str, Any]) -> int:

@@ -18,7 +18,7 @@ Noise:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,10 +32,11 @@ from fedqnn.partitions.circuit import (
     make_partition,
     simulate,
 )
+from fedqnn.partitions.spec import pair_fidelity, split_qpus
 from fedqnn.quantum.shots import sample_expectations
 from fedqnn.quantum.statevector import num_observables, observable_weights
 
-__all__ = ["PartitionedQuantumLayer"]
+__all__ = ["PartitionedQuantumLayer", "build_layer"]
 
 
 class PartitionedQuantumLayer(nn.Module):
@@ -124,3 +125,12 @@ class PartitionedQuantumLayer(nn.Module):
         state["_generator"] = None
         state["shot_generator"] = None
         return state
+
+
+def build_layer(cfg: Mapping[str, Any], seed: int) -> PartitionedQuantumLayer:
+    """The partitioned quantum layer of ``cfg`` (same parameter shape and init as QuantumLayer)."""
+    qpus, qpu_qubits = split_qpus(cfg)
+    m = cfg["model"]
+    return PartitionedQuantumLayer(m["qubits"], m["layers"], cfg["partition"]["kind"], qpus=qpus,
+                                   qpu_qubits=qpu_qubits, pair_fidelity=pair_fidelity(cfg), seed=seed,
+                                   method=cfg["partition"]["method"])

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from fedqnn.quantum.pauli import pauli_trajectory_gates
+
 __all__ = ["circuit_state", "expectations", "num_observables", "zz_pairs"]
 
 
@@ -84,8 +86,6 @@ def circuit_state(
                     continue
                 state = _apply_cnot(state, i, (i + r) % n)
         if depolarizing > 0:
-            from fedqnn.noise import pauli_trajectory_gates
-
             for i in range(n):
                 gates = pauli_trajectory_gates(b, depolarizing, generator)
                 if gates is not None:

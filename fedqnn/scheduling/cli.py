@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from fedqnn.config import ConfigError
+from fedqnn.schema import ConfigError
 
 __all__ = ["add_arguments", "main", "solution_record"]
 

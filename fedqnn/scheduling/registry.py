@@ -1,5 +1,5 @@
-"""Method registry and :func:`solve`.  Plug-ins register under the entry-point group
-``fedqnn.schedulers`` (name = callable with the signature of the built-in methods:
+"""Method registry (:data:`fedqnn.registry.SCHEDULERS`, ``METHODS`` here) and :func:`solve`.
+Plug-ins register under the entry-point group ``fedqnn.schedulers`` (name = callable with the signature of the built-in methods:
 ``(problem, time_limit, seed, **options) -> Solution``) or call :func:`register`.
 """
 
@@ -7,28 +7,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
 
-from fedqnn.scheduling import methods as _m
+from fedqnn.registry import SCHEDULERS
 from fedqnn.scheduling.problem import Problem, Solution
 
 __all__ = ["METHODS", "register", "available_methods", "get_method", "solve"]
 
 Method = Callable[..., Solution]
 
-METHODS: dict[str, Method] = {
-    "auto": _m.solve_auto,
-    "hybrid": _m.solve_hybrid,
-    "qaoa": _m.solve_qaoa,
-    "greedy": _m.solve_greedy,
-    "sa": _m.solve_sa,
-    "random": _m.solve_random,
-    "qi-random": _m.solve_qi_random,
-    "exact": _m.solve_exact,
-}
+# The built-ins are registered lazily in fedqnn.registry: "greedy" -> "fedqnn.scheduling.methods:solve_greedy".
+METHODS = SCHEDULERS
 _loaded_plugins = False
 
 
@@ -44,9 +35,9 @@ def _load_plugins() -> None:
     if _loaded_plugins:
         return
     _loaded_plugins = True
-    for ep in entry_points(group="fedqnn.schedulers"):
-        if ep.name not in METHODS:
-            METHODS[ep.name] = ep.load()
+    for name, ep in METHODS.entry_points().items():
+        if name not in METHODS:
+            METHODS[name] = ep.load()
 
 
 def available_methods() -> list[str]:

@@ -24,7 +24,7 @@ __all__ = ["VerifierPlugin", "QkdPlugin", "verifier_from_config", "qkd_from_conf
 def build_verifier(cfg: dict[str, Any], node_names: list[str], flower_run_id: int | None = None) -> Any:
     """The update verifier for ``cfg['auth']`` (None when off). Its run id includes Flower's run
     id in deployments, so nonces never repeat across runs with the same seed."""
-    from fedqnn.config import ConfigError
+    from fedqnn.schema import ConfigError
     from fedqnn.security.keys import KeyRegistry
     from fedqnn.security.verifier import Verifier
 

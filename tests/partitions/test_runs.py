@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fedqnn.config import ConfigError, build_config, parse_set
-from fedqnn.models import QuantumLayer, build_model
+from fedqnn.models import QuantumLayer
 from fedqnn.noise import calibration_for
 from fedqnn.partitions.accounting import round_demand
 from fedqnn.partitions.adaptive import mask_for_rank
@@ -31,6 +31,7 @@ from fedqnn.partitions.federated import (
     spec_from_config,
 )
 from fedqnn.partitions.model import PartitionedQuantumLayer
+from fedqnn.tasks import build_model
 
 NODES = [f"node-{i}" for i in range(3)]
 

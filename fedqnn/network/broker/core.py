@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fedqnn.config import ConfigError
 from fedqnn.network.broker.cutoffs import _Cutoffs
 from fedqnn.network.broker.delivery import _Deliveries, _Delivery
 from fedqnn.network.broker.ledger import Service, _Ledger
@@ -25,6 +24,7 @@ from fedqnn.network.broker.provisioning import _Provisioning
 from fedqnn.network.config import validate_broker_config
 from fedqnn.network.policies import BrokerPolicy, get_policy
 from fedqnn.network.topology import Network, build_network
+from fedqnn.schema import ConfigError
 from fedqnn.seeding import rng as seeded_rng
 
 __all__ = ["Broker"]

@@ -20,8 +20,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from fedqnn.config import ConfigError
 from fedqnn.network import physics
+from fedqnn.schema import ConfigError
 
 __all__: list[str] = []
 

@@ -19,9 +19,9 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from fedqnn.config import ConfigError
 from fedqnn.network import physics
 from fedqnn.network.inventory import Inventory
+from fedqnn.schema import ConfigError
 
 __all__: list[str] = []
 
