@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override any key, dotted for nested (e.g. --set train.lr=0.05); repeatable")
     p.add_argument("--out", help="output directory (default runs/latest)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed round")
-    p.add_argument("--print-config", action="store_true", help="print the validated config and exit")
+    p.add_argument("--print-config", action="store_true", help="print the validated config as TOML (a [fedqnn] table --config reads back) and exit")
 
 
 def _pyproject_layer(path: Path = Path("pyproject.toml")) -> dict[str, Any]:
@@ -78,7 +78,9 @@ def resume_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     cfg = resume_config_from_args(args) if args.resume else config_from_args(args)
     if args.print_config:
-        print(json.dumps(cfg, indent=2, sort_keys=True))
+        from fedqnn.toml_text import dumps
+
+        print(dumps(cfg), end="")
         return 0
     from fedqnn.simulation import run_simulation_from_config
 
