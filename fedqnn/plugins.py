@@ -34,7 +34,7 @@ from fedqnn.schema import ConfigError
 
 __all__ = [
     "RoundPlugin", "RunContext", "RoundState", "HOOKS", "call", "plugin_order", "build_plugins",
-    "load_plugin", "PluginError",
+    "load_plugin", "check_plugins", "PluginError",
 ]
 
 #: The hooks, in the order one run calls them (``on_resume`` only when resuming).
@@ -166,10 +166,7 @@ BUILTINS = ("adversary", "qkd", "broker", "partitions", "verifier")
 LAST = ("progress",)
 
 
-def load_plugin(name: str, cfg: dict[str, Any]) -> RoundPlugin | None:
-    """The plugin for ``name``: a built-in, a ``fedqnn.plugins`` entry point or a dotted path
-    (``pkg.mod:Factory``), naming a RoundPlugin subclass or a factory called with the config
-    dict; it returns a :class:`RoundPlugin` (or ``None`` to sit the run out)."""
+def _factory(name: str) -> Callable[[dict[str, Any]], Any]:
     from fedqnn.registry import PLUGINS, RegistryError
 
     try:
@@ -178,7 +175,22 @@ def load_plugin(name: str, cfg: dict[str, Any]) -> RoundPlugin | None:
         raise PluginError(str(exc)) from exc
     if not callable(factory):
         raise PluginError(f"plugins: {name!r} is not a class or factory")
-    plugin = factory(cfg)
+    return factory
+
+
+def check_plugins(cfg: dict[str, Any]) -> None:
+    """Import every plugin the config names (the server side, before a run starts): a path that
+    does not resolve fails here with the reason. Config validation checks only the names' shape,
+    because clients validate the config too and need not have the server's plugins installed."""
+    for name in cfg.get("plugins", ()):
+        _factory(name)
+
+
+def load_plugin(name: str, cfg: dict[str, Any]) -> RoundPlugin | None:
+    """The plugin for ``name``: a built-in, a ``fedqnn.plugins`` entry point or a dotted path
+    (``pkg.mod:Factory``), naming a RoundPlugin subclass or a factory called with the config
+    dict; it returns a :class:`RoundPlugin` (or ``None`` to sit the run out)."""
+    plugin = _factory(name)(cfg)
     if plugin is not None and not isinstance(plugin, RoundPlugin):
         raise PluginError(f"plugins: {name!r} returned {type(plugin).__name__}, expected a fedqnn.plugins.RoundPlugin")
     return plugin

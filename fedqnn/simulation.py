@@ -47,6 +47,9 @@ def run_simulation_from_config(
         from fedqnn.noise import load_calibration_file
 
         load_calibration_file(cfg["qpu"]["calibration_file"])  # a bad file fails before the start
+    from fedqnn.plugins import check_plugins
+
+    check_plugins(cfg)  # an outside plugin that does not import fails before the start
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"

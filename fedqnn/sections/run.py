@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedqnn.registry import PLUGINS, TASKS, RegistryError, is_dotted_path
+from fedqnn.registry import PLUGINS, TASKS, is_dotted_path
 from fedqnn.schema import ConfigError, Field, Section, field
 from strategies.config import check_strategy
 
@@ -41,13 +41,6 @@ def check(cfg: dict[str, Any]) -> None:
     if cfg["task"] not in TASKS:
         raise ConfigError(f"task: expected one of {', '.join(sorted(TASKS))}; got {cfg['task']!r}")
     check_strategy(cfg["strategy"])  # raises ConfigError naming 'strategy'
-    for name in cfg.get("plugins", ()):  # an outside plugin must import before the run starts
-        try:
-            factory = PLUGINS.resolve(name)
-        except RegistryError as exc:
-            raise ConfigError(str(exc)) from exc
-        if not callable(factory):
-            raise ConfigError(f"plugins: {name!r} is not a class or factory")
     if cfg["min_replies"] > cfg["clients"]:
         raise ConfigError(
             f"min_replies: expected <= clients ({cfg['clients']}), got {cfg['min_replies']}"

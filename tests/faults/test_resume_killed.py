@@ -2,13 +2,16 @@
 ``fedqnn run --resume DIR``: the result equals an uninterrupted run in every field but timing.
 
 Three Flower starts (uninterrupted in-process, killed, resumed by the CLI), tiny config, with
-dropouts, the broker and a replaying Byzantine client (its history crosses the kill) on.
+dropouts, the broker, a replaying Byzantine client (its history crosses the kill) and a round
+plugin from outside the repository (``tests/plugins/outside.py`` copied to a temporary directory:
+its running total crosses the kill only through the checkpoint) on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +30,7 @@ CFG = {
     "train.epochs": 1, "data.samples_per_client": 16, "data.test_samples": 20,
     "model.qubits": 3, "model.layers": 1, "ceas.probe_size": 4, "ceas.trajectories": 4,
     "faults.dropout": 0.2, "byzantine_fraction": 0.2, "attack": "replay",
+    "plugins": ["fedqnn_outside_tally:Tally"],
 }
 
 
@@ -47,14 +51,18 @@ def _cli(tmp_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "fedqnn.cli", "run", *args]
 
 
-def test_killed_server_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+def test_killed_server_resumes_to_the_uninterrupted_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"  # the outside plugin: on the path, not in the repository
+    site.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "plugins" / "outside.py", site / "fedqnn_outside_tally.py")
+    monkeypatch.syspath_prepend(str(site))
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(site)])}
     full = fedqnn.run({**CFG, "out": str(tmp_path / "full")})
 
     out = tmp_path / "killed"
     sets = [x for k, v in CFG.items() if k not in ("clients", "rounds", "seed")
-            for x in ("--set", f"{k}={json.dumps(v) if isinstance(v, bool) else v}")]
+            for x in ("--set", f"{k}={json.dumps(v) if isinstance(v, (bool, list)) else v}")]
     args = ["--clients", "3", "--rounds", "4", "--seed", "11", "--out", str(out), *sets]
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(_cli(tmp_path, *args), cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -91,3 +99,7 @@ def test_killed_server_resumes_to_the_uninterrupted_result(tmp_path: Path) -> No
     # the replaying node sends in round r its own update of round r - 1 (remembered by the
     # adversary): rows 3 and 4 equal only if that memory crossed the kill
     assert any(x["reason"] == "replay" for r in a for x in r["rejected"]), "the replay attack was active"
+    # the outside plugin's running total: the resumed rows equal the uninterrupted ones (above)
+    # only because its state_dict crossed the kill; without it round 3 would restart the count
+    assert [r["tally"]["rounds"] for r in b] == [1, 2, 3, 4]
+    assert json.loads((out / "summary.json").read_text())["tally"] == full["tally"]

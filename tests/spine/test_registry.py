@@ -130,15 +130,19 @@ def test_builtin_tables_match_the_modules_that_define_them() -> None:
 
 
 def test_plugins_config_field() -> None:
+    from fedqnn.plugins import check_plugins
+
     base = build_config()
     assert "plugins" not in base and "plugins" not in build_config({"plugins": []})
     assert config_hash(build_config({"plugins": []})) == config_hash(base)
     cfg = build_config({"plugins": ["tests.plugins.outside:Tally", "tests.plugins.outside.Forgetful"]})
     assert cfg["plugins"] == ["tests.plugins.outside:Tally", "tests.plugins.outside.Forgetful"]
+    missing = build_config({"plugins": ["pkg.mod:Plugin"]})  # clients validate without the server's plugins
+    check_plugins(cfg)
     with pytest.raises(ConfigError, match=r"^plugins: cannot import module 'pkg.mod'"):
-        build_config({"plugins": ["pkg.mod:Plugin"]})  # fails before the run starts
+        check_plugins(missing)  # the server side, before the run starts
     with pytest.raises(ConfigError, match=r"^plugins: module 'tests.plugins.outside' has no attribute 'Nope'"):
-        build_config({"plugins": ["tests.plugins.outside:Nope"]})
+        check_plugins(build_config({"plugins": ["tests.plugins.outside:Nope"]}))
     with pytest.raises(ConfigError, match=r"^plugins: expected dotted paths .*got 'Plugin'"):
         build_config({"plugins": ["pkg.mod:P", "Plugin"]})
     with pytest.raises(ConfigError, match=r"^plugins: expected list"):
