@@ -87,6 +87,19 @@ def _inflated_claim(metrics: dict[str, Any]) -> dict[str, Any]:
     return {**metrics, **inflate_calibration(claim, 10.0, **_CLAIM_KEYS)}
 
 
+def _plugin_claim(metrics: dict[str, Any], claim: Any) -> dict[str, Any]:
+    """``metrics`` with ``cal_p``, ``cal_r``, ``cal_shots`` from ``claim({"p", "r", "shots"})``:
+    any numbers, valid or not (what is not a number is sent as NaN, which the server refuses)."""
+    told = claim({"p": float(metrics.get("cal_p", 0.0)), "r": float(metrics.get("cal_r", 0.0)),
+                  "shots": float(metrics.get("cal_shots", 0.0))})
+    out = dict(metrics)
+    for key, k in (("p", "cal_p"), ("r", "cal_r"), ("shots", "cal_shots")):
+        if key in told:
+            v = told[key]
+            out[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+    return out
+
+
 class Adversary:
     """The colluding Byzantine nodes of one run (simulation only)."""
 
@@ -188,6 +201,8 @@ class Adversary:
         metrics = dict(content["metrics"])
         if spec.claims:  # errors / 10, shots x 10
             metrics = _inflated_claim(metrics)
+        if spec.claim is not None:  # a plug-in attack decides what calibration the node reports
+            metrics = _plugin_claim(metrics, spec.claim)
         return RecordDict({
             "arrays": ArrayRecord(unflatten_state(theta + bad, base, keys)),
             "metrics": MetricRecord(metrics),

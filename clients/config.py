@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedqnn.byzantine_count import byzantine_count
-from fedqnn.registry import ATTACKS
+from fedqnn.registry import ATTACKS, is_dotted_path
 from fedqnn.schema import ConfigError, Field, Section, field
 
 __all__ = ["FIELDS", "SECTION", "check", "attack_names", "split_attack", "PROTOCOL_ATTACKS",
@@ -45,10 +45,10 @@ def check(cfg: dict[str, Any]) -> None:
     none in deployments, and a broker for ``bell-drain``."""
     parts = split_attack(cfg["attack"])
     names = attack_names()
-    bad = [a for a in parts if a not in names]
+    bad = [a for a in parts if a not in names and not is_dotted_path(a)]
     if bad or ("none" in parts and len(parts) > 1):
-        raise ConfigError(f"attack: expected one of {', '.join(names)}, or several joined by '+' "
-                          f"(one per Byzantine node, in turn); got {cfg['attack']!r}")
+        raise ConfigError(f"attack: expected one of {', '.join(names)}, a dotted path module:function, or "
+                          f"several joined by '+' (one per Byzantine node, in turn); got {cfg['attack']!r}")
     cfg["attack"] = "+".join(parts)  # normalised: no stray spaces
     n_byz = byzantine_count(cfg["byzantine_fraction"], cfg["clients"])
     if len(parts) > 1 and 0 < n_byz < len(parts):

@@ -48,14 +48,22 @@ from strategies.registry import register
 __all__ = ["CEAS"]
 
 
-def _claimed_calibration(metrics: Any) -> Calibration | None:
+_CLAIM_KEYS = ("cal_p", "cal_r", "cal_shots")
+
+
+def _claimed_calibration(metrics: Any) -> tuple[Calibration | None, str | None]:
+    """(the node's claimed calibration, None), (None, None) if it claims nothing, or
+    (None, "claim:invalid") for a claim outside the physical ranges 0 <= p <= 3/4 (3/4 is the
+    fully depolarising channel), 0 <= r <= 1/2, shots >= 0, or one that is not three numbers."""
+    if not any(k in metrics for k in _CLAIM_KEYS):
+        return None, None
     try:
-        p, r, s = float(metrics["cal_p"]), float(metrics["cal_r"]), float(metrics["cal_shots"])
+        p, r, s = (float(metrics[k]) for k in _CLAIM_KEYS)
     except (KeyError, TypeError, ValueError):
-        return None
+        return None, "claim:invalid"
     if not all(math.isfinite(v) for v in (p, r, s)) or not (0 <= p <= 0.75 and 0 <= r <= 0.5 and s >= 0):
-        return None
-    return Calibration(p, r, int(s))
+        return None, "claim:invalid"
+    return Calibration(p, r, int(s)), None
 
 
 class CEAS(FedAvg):
@@ -127,7 +135,11 @@ class CEAS(FedAvg):
         base = self._current.to_torch_state_dict()
         keys = list(base)
         theta = flatten_state(base, keys)
-        names, x, factors_arr, measured = self._node_inputs(replies, base, keys, theta, server_round)
+        names, x, factors_arr, measured, bad_claims = self._node_inputs(replies, base, keys, theta, server_round)
+        claim_rows = [{"node": nm, "reason": why} for nm, why in bad_claims]
+        if not names:  # every reply's claim was refused: nothing to aggregate, the reasons reported
+            self._reports[server_round] = {"rejected": claim_rows}
+            return None, None
         g, trace_g = self._metric(base)
         kappa, tau2 = self._kappa_tau2(x, factors_arr, g, trace_g)
         stamps = stamps_from_factors(factors_arr, kappa)
@@ -146,8 +158,9 @@ class CEAS(FedAvg):
             "measured_noise": measured,
             "weights": {nm: float(w) for nm, w in zip(names, res.weights)},
             "stamps": {nm: float(s) for nm, s in zip(names, stamps)},
-            "rejected": [{"node": names[j], "reason": reason if reason.startswith("outlier:") else f"outlier:{reason}"}
-                         for j, reason in sorted(res.rejected.items())],
+            "rejected": claim_rows + [
+                {"node": names[j], "reason": reason if reason.startswith("outlier:") else f"outlier:{reason}"}
+                for j, reason in sorted(res.rejected.items())],
             "kappa": kappa,
             "tau2": tau2,
         }
@@ -157,19 +170,30 @@ class CEAS(FedAvg):
     def _node_inputs(
         self, replies: list[Message], base: dict[str, torch.Tensor], keys: list[str], theta: np.ndarray,
         server_round: int,
-    ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[float]]]:
-        """(names, updates D_k (debiased if on), variance factors, measured half-shot differences)."""
+    ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[float]], list[tuple[str, str]]]:
+        """(names, updates D_k (debiased if on), variance factors, measured half-shot differences,
+        (node, reason) of the replies refused for their claim).
+
+        A claim that is not physical (``claim:invalid``) or that makes the node's measurements
+        carry no information (``claim:useless``: shrink c = 0, so σ² = 1/(S c²) is infinite, e.g.
+        p = 3/4 or r = 1/2) rejects that node; it never reaches the weights, so no single claim
+        can zero a stamp and stop the round."""
         cfg = self.fedqnn_cfg
-        names, deltas, factors, shrinks, measured = [], [], [], [], {}
+        names, deltas, factors, shrinks, measured, refused = [], [], [], [], {}, []
         shrink_of = self._shrink_fn(base, server_round)
         for msg in replies:
             name = self._name(msg)
-            vec = flatten_state(msg.content["arrays"].to_torch_state_dict(), keys)
+            claim, why = _claimed_calibration(msg.content["metrics"])
             server_cal = calibration_for(cfg, name)
-            claim = _claimed_calibration(msg.content["metrics"])
             c_server = shrink_of(server_cal)
             f_server = node_variance_factor(server_cal, cfg, c_server)
             f_claim = node_variance_factor(claim, cfg, shrink_of(claim)) if claim is not None else f_server
+            if why is None and not math.isfinite(f_claim):
+                why = "claim:useless"
+            if why is not None:
+                refused.append((name, why))
+                continue
+            vec = flatten_state(msg.content["arrays"].to_torch_state_dict(), keys)
             names.append(name)
             deltas.append(vec - theta)
             hd = msg.content["metrics"].get("half_diff")
@@ -177,10 +201,12 @@ class CEAS(FedAvg):
                 measured[name] = hd
             factors.append(max(f_server, f_claim))  # a claim can only lower the stamp
             shrinks.append(c_server)
+        if not names:
+            return names, np.zeros((0, theta.size)), np.zeros(0), measured, refused
         x = np.stack(deltas)
         if self._debias():
             x = x / np.asarray(shrinks)[:, None]
-        return names, x, np.asarray(factors), measured
+        return names, x, np.asarray(factors), measured, refused
 
     def _kappa_tau2(self, x: np.ndarray, factors: np.ndarray, g: np.ndarray, trace_g: float) -> tuple[float, float]:
         """kappa (and the between-node variance tau2 with ``ceas.scale = fit``)."""

@@ -45,7 +45,7 @@ from clients.attacks.zoo import (
     stamp_adaptive,
     stamp_inflation,
 )
-from fedqnn.registry import ATTACKS
+from fedqnn.registry import ATTACKS, is_dotted_path
 
 __all__ = [
     "AttackSpec",
@@ -88,6 +88,7 @@ class AttackSpec:
     omniscient: bool
     claims: bool = False
     cite: str = ""
+    claim: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # calibration -> what the node reports
 
     def __call__(self, own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generator | None,
                  *, n: int | None = None, f: int = 1, **params: Any) -> np.ndarray:
@@ -128,10 +129,25 @@ def _from_entry_point(name: str) -> AttackSpec | None:
     raise AttackError(f"entry point {ENTRY_POINT_GROUP}:{name} is neither an AttackSpec nor callable")
 
 
+def _from_dotted_path(path: str) -> AttackSpec:
+    """``module:function``: an AttackSpec, or a callable ``(own, honest, rng, *, n, f) -> update``
+    (``honest`` may be None) with an optional ``claim`` attribute, ``(calibration) -> calibration``
+    (keys ``p``, ``r``, ``shots``), deciding what the node reports."""
+    obj = ATTACKS.resolve(path)
+    if isinstance(obj, AttackSpec):
+        return obj
+    if not callable(obj):
+        raise AttackError(f"attack: {path!r} is neither an AttackSpec nor callable")
+    return AttackSpec(path, obj, omniscient=False, cite=f"dotted path {path}", claim=getattr(obj, "claim", None))
+
+
 def get_attack(name: str) -> AttackSpec:
-    """The attack ``name`` from the built-in registry, else from the ``fedqnn.attacks`` entry points."""
+    """The attack ``name`` from the built-in registry, else from the ``fedqnn.attacks`` entry
+    points, else a dotted path ``module:function``."""
     if name in ATTACKS:
         return ATTACKS[name]
+    if is_dotted_path(name) and name not in ATTACKS.entry_points():
+        return _from_dotted_path(name)
     spec = _from_entry_point(name)
     if spec is None:
         known = ", ".join(list_attacks())
