@@ -52,6 +52,9 @@ class RoundPlugin:
     #: The plugin's key in the checkpoint and in ``RunContext.plugin``; unique within a run.
     name: str = ""
 
+    def __init__(self, cfg: dict[str, Any] | None = None) -> None:
+        """A plugin named in ``plugins`` is built as ``Class(cfg)``; the base ignores ``cfg``."""
+
     def setup(self, run: RunContext) -> None:
         """Once, before round 1 (and before a resumed run's states are loaded)."""
 

@@ -78,7 +78,8 @@ def discover_nodes(grid: Grid, expected: int, timeout: float = 600.0) -> dict[in
 
 
 def _select(cfg: dict[str, Any], eligible: list[str], server_round: int) -> list[str]:
-    """Uniform sample of ceil(fraction_train x eligible) nodes, from the stream (seed, 'select', round).
+    """Uniform sample of round(fraction_train x eligible) nodes (at least 1), from the stream (seed,
+    'select', round); eligible is every node unless a plugin filters (demand is fixed).
 
     Selection never depends on what nodes report (stamps, losses): a node cannot raise its own
     chance of taking part.

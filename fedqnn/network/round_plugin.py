@@ -1,9 +1,11 @@
 """The entanglement broker as a round plugin (see :mod:`fedqnn.network.broker`, ``docs/broker.md``).
 
-``filter_eligible`` keeps the nodes whose links can serve this round; ``round_start`` tells a
+Demand is fixed (issue 17): the round selects K = round(fraction_train x clients) nodes whatever
+their links' state, so the broker does not filter eligibility; ``round_start`` tells a
 clairvoyant policy the next round's selection, serves the round's Bell pairs (plus the pairs in
-``state.data["drain"]`` and ``state.data["key_demand"]``), drops the unserved nodes and leaves the
-delivered key pairs in ``state.data["key_pairs"]``; ``on_record`` charges rejected updates and
+``state.data["drain"]`` and ``state.data["key_demand"]``), drops the nodes it could not serve
+(event ``bell-unserved``: they do not take part) and leaves the delivered key pairs in
+``state.data["key_pairs"]``; ``on_record`` charges rejected updates and
 writes the row's ``bell`` record; ``run_end`` the summary's ``regime`` and ``bell`` totals.
 The broker is published as ``run.services["broker"]``.
 """
@@ -27,10 +29,6 @@ class BrokerPlugin(RoundPlugin):
         self.broker = Broker.from_config(run.cfg["broker"], run.node_names, run.cfg["seed"])
         self.run = run
         run.services["broker"] = self.broker
-
-    def filter_eligible(self, state: RoundState, nodes: list[str]) -> list[str]:
-        ok = set(self.broker.eligible(state.round))
-        return [n for n in nodes if n in ok]
 
     def round_start(self, state: RoundState) -> None:
         b, run = self.broker, self.run
