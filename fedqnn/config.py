@@ -31,6 +31,7 @@ from fedqnn.sections import faults as _faults
 from fedqnn.sections import model as _model
 from fedqnn.sections import qpu as _qpu
 from fedqnn.sections import run as _run
+from fedqnn.sections import tracking as _tracking
 from fedqnn.sections import train as _train
 from fedqnn.security import config as _security
 from strategies import config as _ceas
@@ -63,6 +64,7 @@ SECTIONS: tuple[Section, ...] = (
     _attacks.SECTION,  # byzantine_fraction, attack, drain_pairs
     _partitions.SECTION,  # partition.* (issue 9, docs/partitions.md)
     _data.SECTION,  # data.*
+    _tracking.SECTION,  # tracking (experiment trackers, docs/workflow.md)
 )
 
 FIELDS: dict[str, Field] = {k: f for s in SECTIONS for k, f in s.fields.items()}
@@ -79,6 +81,7 @@ CHECKS: tuple[Callable[[dict[str, Any]], None], ...] = (
     _security.check,  # auth=qkd
     _qpu.check,  # qpu ranges
     _partitions.check,  # the partition table
+    _tracking.check,  # tracking = none drops the table
 )
 
 

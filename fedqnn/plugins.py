@@ -10,7 +10,8 @@ loop, decides who acts first. One round, in the order the hooks run::
     -> before_eval -> (evaluation) -> on_record -> (row written, checkpoint) -> round_end
 
 ``setup`` runs once before round 1, ``on_resume`` after a resumed run's plugin states are
-restored, ``run_end`` once after the last round. A plugin's :attr:`RoundPlugin.name` is its key
+restored, ``run_end`` once after the last round (it adds to the summary), ``teardown`` once the
+summary and the plot are written. A plugin's :attr:`RoundPlugin.name` is its key
 in the checkpoint: ``state_dict()`` (``None`` = nothing to keep) is saved after every round and
 handed back to ``load_state_dict`` on ``--resume``. States may hold JSON values, ``bytes`` and
 Flower records (:mod:`fedqnn.checkpoint` stores them).
@@ -39,7 +40,7 @@ __all__ = [
 
 #: The hooks, in the order one run calls them (``on_resume`` only when resuming).
 HOOKS = ("setup", "on_resume", "filter_eligible", "round_start", "before_send", "after_replies",
-         "before_eval", "on_record", "round_end", "run_end")
+         "before_eval", "on_record", "round_end", "run_end", "teardown")
 
 
 class PluginError(ConfigError):
@@ -86,6 +87,9 @@ class RoundPlugin:
 
     def run_end(self, run: RunContext, extra: dict[str, Any]) -> None:
         """After the last round: add to ``summary.json`` through ``extra``."""
+
+    def teardown(self, run: RunContext, summary: dict[str, Any]) -> None:
+        """``summary.json`` and the plot are written: close files, upload artifacts."""
 
     def state_dict(self) -> Any:
         """What ``--resume`` needs to continue exactly (``None``: nothing)."""
@@ -165,8 +169,8 @@ def call(plugins: Sequence[RoundPlugin], hook: str, *args: Any) -> None:
 #: Bell pairs and QKD for key pairs before the broker serves; the planner plans on what the
 #: broker served; the verifier signs last, over the final instruction. The config's ``plugins``
 #: come next, and ``progress`` last.
-BUILTINS = ("adversary", "qkd", "broker", "partitions", "verifier")
-LAST = ("progress",)
+BUILTINS = ("manifest", "adversary", "qkd", "broker", "partitions", "verifier")
+LAST = ("progress", "tracking")
 
 
 def _factory(name: str) -> Callable[[dict[str, Any]], Any]:

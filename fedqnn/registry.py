@@ -235,10 +235,12 @@ TASKS = Registry("task", "fedqnn.tasks", {
     name: "fedqnn.tasks" for name in ("antiderivative", "heat", "digits")  # Task instances
 })
 PLUGINS = Registry("plugins", "fedqnn.plugins", {  # factories cfg -> RoundPlugin | None, see fedqnn.plugins
+    "manifest": "fedqnn.manifest:from_config",
     "adversary": "clients.byzantine_plugin:from_config",
     "qkd": "fedqnn.security.round_plugins:qkd_from_config",
     "broker": "fedqnn.network.round_plugin:from_config",
     "partitions": "fedqnn.partitions.round_plugin:from_config",
     "verifier": "fedqnn.security.round_plugins:verifier_from_config",
     "progress": "fedqnn.progress:from_config",
+    "tracking": "fedqnn.tracking:from_config",
 })

@@ -1,5 +1,16 @@
-"""Run outputs (see CONTRACTS.md): ``metrics.jsonl`` (one JSON object per round),
-``summary.json`` and ``metrics.png``."""
+"""Run outputs (docs/outputs.md): ``metrics.jsonl`` (one JSON object per round),
+``summary.json`` and ``metrics.png``; and reading runs back.
+
+:func:`load_runs` gives a pandas DataFrame (pandas is imported there only: ``pip install -e
+".[track]"``), one row per (run, round): ``run`` (the run directory), the row's scalars flattened
+with dots (``round``, ``train_loss``, ``num_participants``, ``eval.<metric>``, ``bell.<key>``,
+``rejected`` = how many were rejected), the config flattened into ``config.<key>`` columns, and
+the summary's finals as ``final.<metric>`` (absent for a run still going).
+
+:func:`compare` pairs runs that differ in one column (``by``) and agree on ``pair_on`` (the seed),
+and reports the mean paired difference of a metric's final value against a baseline with its
+Student t-interval (:func:`fedqnn.stats.t_interval`: x̄ ± t_{n-1,(1+level)/2} s/√n over pairs).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,12 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics"]
+__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "load_runs", "compare",
+           "run_dirs"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -130,3 +143,85 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, metric: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+
+# ---------------------------------------------------------------------------- reading runs back
+def run_dirs(paths: Iterable[str | Path] | str | Path) -> list[Path]:
+    """Every run directory (one holding ``metrics.jsonl``) at or under ``paths``, sorted."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"load_runs: {p} does not exist")
+        if (p / "metrics.jsonl").is_file():
+            found.add(p)
+        found.update(m.parent for m in p.rglob("metrics.jsonl"))
+    return sorted(found)
+
+
+def _flat(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif not isinstance(v, list):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _run_rows(run: Path) -> list[dict[str, Any]]:
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    config = summary.get("config")
+    if config is None and (run / "checkpoint" / "state.zip").is_file():  # a run still going
+        import zipfile
+
+        with zipfile.ZipFile(run / "checkpoint" / "state.zip") as zf:
+            config = json.loads(zf.read("state.json")).get("config")
+    fixed = {"run": str(run), **_flat(config or {}, "config.")}
+    fixed.update({f"final.{m}": v.get("final") for m, v in (summary.get("metrics") or {}).items()})
+    rows = []
+    for r in read_metrics(run):
+        scalars = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+        scalars.update(_flat({k: r[k] for k in ("eval", "bell") if isinstance(r.get(k), dict)}, ""))
+        scalars["rejected"] = len(r.get("rejected") or [])
+        rows.append({**fixed, **scalars})
+    return rows
+
+
+def load_runs(paths: Iterable[str | Path] | str | Path) -> Any:
+    """A DataFrame, one row per (run, round), of every run directory at or under ``paths``."""
+    import pandas as pd
+
+    rows = [row for run in run_dirs(paths) for row in _run_rows(run)]
+    return pd.DataFrame(rows)
+
+
+def compare(df: Any, by: str, metric: str, pair_on: str = "config.seed", baseline: Any = None,
+            level: float = 0.95) -> Any:
+    """Paired differences of ``final.<metric>`` between the values of ``by`` and ``baseline``
+    (default: the first value), over runs that share ``pair_on``: one row per compared value with
+    ``n`` pairs, ``mean`` difference (value - baseline) and its t-interval ``low``, ``high``."""
+    import pandas as pd
+
+    from fedqnn.stats import t_interval
+
+    col = metric if metric.startswith("final.") else f"final.{metric}"
+    for c in (by, col, pair_on):
+        if c not in df.columns:
+            raise KeyError(f"compare: no column {c!r} (columns: {', '.join(map(str, df.columns))})")
+    finals = df.drop_duplicates("run")[[by, pair_on, col]].dropna()
+    table = finals.pivot_table(index=pair_on, columns=by, values=col, aggfunc="first")
+    base = table.columns[0] if baseline is None else baseline
+    out = []
+    for value in table.columns:
+        if value == base:
+            continue
+        d = (table[value] - table[base]).dropna()
+        if d.empty:
+            continue
+        mean, low, high = t_interval(d.to_numpy(), level)
+        out.append({by: value, "baseline": base, "n": int(d.size), "mean": mean, "low": low, "high": high})
+    return pd.DataFrame(out, columns=[by, "baseline", "n", "mean", "low", "high"])

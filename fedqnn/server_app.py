@@ -187,7 +187,9 @@ def run_server(
         _round(srv, server_round)
     extra: dict[str, Any] = {}
     call(srv.run.plugins, "run_end", srv.run, extra)
-    return srv.writer.summarize(cfg, extra)
+    summary = srv.writer.summarize(cfg, extra)
+    call(srv.run.plugins, "teardown", srv.run, summary)
+    return summary
 
 
 def _start(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None, resume: bool) -> _Server:

@@ -65,7 +65,8 @@ def strip_timing(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def strip_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """summary.json without its timing fields and without config.out (the directory differs)."""
-    s = {k: v for k, v in summary.items() if k not in ("total_wall_s", "process_wall_s")}
+    """summary.json without its timing fields, its manifest (whose config hash includes ``out``)
+    and config.out (the directory differs)."""
+    s = {k: v for k, v in summary.items() if k not in ("total_wall_s", "process_wall_s", "manifest")}
     s["config"] = {k: v for k, v in s["config"].items() if k != "out"}
     return s

@@ -65,7 +65,7 @@ def test_an_outside_plugin_takes_part_in_every_hook_in_order(tmp_path: Path, out
     assert got[-1]["tally"]["accepted_total"] == sum(accepted) == summary["tally"]["accepted_total"]
     sent = [m for m in grid.sent if "fedqnn" in m.content]
     assert sent and all(m.content["fedqnn"]["tally-round"] == m.content["fedqnn"]["server-round"] for m in sent)
-    assert set(HOOKS) == {"setup", "on_resume", "run_end", *ROUND_HOOKS}
+    assert set(HOOKS) == {"setup", "on_resume", "run_end", "teardown", *ROUND_HOOKS}
 
 
 def test_an_outside_plugin_is_checkpointed_and_survives_a_cut(tmp_path: Path, outside: Any) -> None:
@@ -88,10 +88,10 @@ def test_negative_control_a_plugin_without_state_does_not_survive(tmp_path: Path
 
 def test_the_builtins_run_in_pipeline_order_and_off_ones_are_left_out(tmp_path: Path, outside: Any) -> None:
     names = [p.name for p in build_plugins(_cfg(tmp_path, [f"{MODULE}:Tally", f"{MODULE}:off"], progress=True))]
-    assert names == ["adversary", "broker", "verifier", "tally", "progress"]  # no qkd, no partitions
+    assert names == ["manifest", "adversary", "broker", "verifier", "tally", "progress"]  # no qkd, partitions
     names = [p.name for p in build_plugins(_cfg(tmp_path, [], auth="qkd", **{"partition.kind": "unitary", "model.layers": 2}))]
-    assert names == ["adversary", "qkd", "broker", "partitions", "verifier"]
-    assert [p.name for p in build_plugins(_cfg(tmp_path, [], auth="off", **{"broker.policy": "off"}))] == ["adversary"]
+    assert names == ["manifest", "adversary", "qkd", "broker", "partitions", "verifier"]
+    assert [p.name for p in build_plugins(_cfg(tmp_path, [], auth="off", **{"broker.policy": "off"}))] == ["manifest", "adversary"]
 
 
 @pytest.mark.parametrize(("paths", "match"), [
