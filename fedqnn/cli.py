@@ -16,6 +16,7 @@ from fedqnn.subcommands import add_subcommands
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("fedqnn.cli_run", "run a federated simulation (Flower Simulation Engine)"),
     "attack-matrix": ("fedqnn.attack_matrix", "run an attack x defence grid and write results.csv"),
+    "sweep": ("fedqnn.sweep", "run a grid of configs x seeds and write results.csv"),
     "schedule": ("fedqnn.scheduling.cli", "place tasks on QPUs / solve GAP instances"),
     "bench": ("fedqnn.bench", "benchmarks that print side-by-side ratios"),
     "keys": ("fedqnn.security.cli", "node keys, CA and server certificates, SuperNode auth keys"),
