@@ -9,7 +9,7 @@ with J = ∂ψ/∂θ the Jacobian of the statevector. It is the metric of state 
 of inputs (the encoding angles of each probe input fix a state family ψ_x(θ)).
 
 J is computed by forward-mode autodiff of the plain-torch statevector (exact; PennyLane's
-``quantum_fisher`` mis-shaped this ansatz's result here, see shared/notes/pennylane.md).
+``quantum_fisher`` returned a mis-shaped result for this ansatz when checked).
 """
 
 from __future__ import annotations

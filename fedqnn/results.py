@@ -1,4 +1,4 @@
-"""Run outputs (see CONTRACTS.md): ``metrics.jsonl`` (one JSON object per round),
+"""Run outputs (docs/outputs.md): ``metrics.jsonl`` (one JSON object per round),
 ``summary.json`` and ``metrics.png``."""
 
 from __future__ import annotations

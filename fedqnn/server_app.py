@@ -7,7 +7,7 @@ messages -> clients -> replies (sorted by node name) -> verification -> strategy
 The loop calls the Flower strategy's own hooks, so any ``flwr.serverapp.strategy.Strategy``
 plugs in; fedqnn does the parts a research run needs to be exact and auditable: stable node
 names (``node-<partition-id>``), seeded uniform participant selection, a fixed reply order, skipped
-rounds with a reason instead of crashes, and the outputs of CONTRACTS.md.
+rounds with a reason instead of crashes, and the outputs of docs/outputs.md.
 """
 
 from __future__ import annotations
