@@ -7,6 +7,7 @@ Simulation Engine version with a killed server is in ``test_resume_killed.py``.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ def test_cli_resume_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert cli_main(["run", "--resume", str(out), "--seed", "9"]) == 2
     assert "--seed 9 differs" in capsys.readouterr().err
     assert cli_main(["run", "--resume", str(out), "--rounds", "3", "--seed", "3", "--print-config"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = tomllib.loads(capsys.readouterr().out)["fedqnn"]
     assert printed["rounds"] == 3 and printed["seed"] == 3 and printed["out"] == str(out)
 
 

@@ -1,6 +1,6 @@
-import json
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -10,7 +10,7 @@ from fedqnn.cli import main
 def test_print_config_applies_flags_and_sets(capsys):
     rc = main(["run", "--clients", "3", "--set", "train.lr=0.2", "--print-config"])
     assert rc == 0
-    cfg = json.loads(capsys.readouterr().out)
+    cfg = tomllib.loads(capsys.readouterr().out)["fedqnn"]
     assert cfg["clients"] == 3 and cfg["train"]["lr"] == 0.2
 
 
@@ -33,7 +33,7 @@ def test_config_file_layer(tmp_path, capsys):
     f = tmp_path / "c.toml"
     f.write_text("[fedqnn]\nrounds = 7\n[fedqnn.train]\nepochs = 2\n")
     assert main(["run", "--config", str(f), "--rounds", "8", "--print-config"]) == 0
-    cfg = json.loads(capsys.readouterr().out)
+    cfg = tomllib.loads(capsys.readouterr().out)["fedqnn"]
     assert cfg["rounds"] == 8 and cfg["train"]["epochs"] == 2
 
 
