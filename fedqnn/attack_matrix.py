@@ -26,8 +26,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from fedqnn.byzantine_count import byzantine_count
 from fedqnn.config import ConfigError, build_config, flatten
+from strategies.config import round_shape
 
 __all__ = ["add_arguments", "main", "precondition", "COLUMNS"]
 
@@ -52,16 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def precondition(strategy: str, n: int, f: int) -> str | None:
-    """The failed precondition of a robust rule for n participants and f Byzantine, or None."""
-    if strategy in ("krum", "multikrum") and n < 2 * f + 3:
-        return f"{strategy} needs n >= 2f + 3 (n={n}, f={f})"
-    if strategy == "bulyan" and n < 4 * f + 3:
-        return f"bulyan needs n >= 4f + 3 (n={n}, f={f})"
-    if strategy == "nnm-cc" and n <= 2 * f:
-        return f"nnm-cc needs n > 2f (n={n}, f={f})"
-    if strategy == "trimmed-mean" and n and f / n >= 0.5:
-        return f"trimmed-mean needs f/n < 1/2 (n={n}, f={f})"
-    return None
+    """The failed precondition of a robust rule for n participants and f Byzantine, or None
+    (:func:`strategies.preconditions.failed`, the same test the strategies run each round)."""
+    from strategies.preconditions import failed
+
+    return failed(strategy, n, f)
 
 
 def _listify(v: Any, cast: Any = str) -> list[Any]:
@@ -137,9 +132,7 @@ def main(args: argparse.Namespace) -> int:
             if (s, p, a, str(float(fr)), str(int(seed))) in done:
                 continue
             cfg = cfgs[cell]
-            n = max(1, int(round(cfg["fraction_train"] * cfg["clients"])))
-            f = byzantine_count(fr, n)
-            why = precondition(s, n, f)
+            why = precondition(s, *round_shape(cfg))
             if why:
                 wr.writerow({"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed,
                              "metric": get_task(cfg["task"]).metric, "final_metric": "n/a", "best_metric": "n/a",

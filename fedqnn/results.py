@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics"]
+__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "all_skipped"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -40,6 +40,16 @@ def read_metrics(out: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def all_skipped(out: str | Path) -> str | None:
+    """A line saying that no round of the run in ``out`` aggregated (with the first reason), or
+    None if one did. Such a run exits non-zero (``fedqnn run``; ``flwr run`` fails the run)."""
+    rows = read_metrics(out)
+    if not rows or not all(r.get("skipped") for r in rows):
+        return None
+    return (f"every round ({len(rows)} of {len(rows)}) was skipped, no update was aggregated: "
+            f"round {rows[0]['round']}: {rows[0]['skipped']}")
 
 
 class RunWriter:

@@ -25,7 +25,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from fedqnn.config import ConfigError, build_config
-from fedqnn.nodes import node_order
+from fedqnn.nodes import node_order, participants_per_round
 from fedqnn.plugins import RoundState, RunContext, build_plugins, call
 from fedqnn.results import RunWriter
 from fedqnn.seeding import derive_seed, rng
@@ -104,8 +104,7 @@ def _select(cfg: dict[str, Any], eligible: list[str], server_round: int) -> list
     Selection never depends on what nodes report (stamps, losses): a node cannot raise its own
     chance of taking part.
     """
-    k = max(1, int(round(cfg["fraction_train"] * len(eligible))))
-    k = min(k, len(eligible))
+    k = participants_per_round(cfg["fraction_train"], len(eligible))
     pick = rng(cfg["seed"], "select", server_round).choice(len(eligible), size=k, replace=False)
     return sorted((eligible[i] for i in pick), key=node_order)
 
@@ -384,9 +383,16 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry for ``flwr run .``: the config comes from ``[tool.flwr.app.config]`` / ``--run-config``."""
+    from fedqnn.results import all_skipped
+    from strategies.config import check_preconditions
+
     try:
         cfg = build_config(dict(context.run_config))
+        check_preconditions(cfg)  # as fedqnn run: a rule that can aggregate no round stops here
     except ConfigError as exc:
         log(INFO, "fedqnn: bad config: %s", exc)
         raise
     run_server(grid, cfg, flower_run_id=context.run_id)
+    if failed := all_skipped(cfg["out"]):  # the run is finished:failed, not a success with no model
+        log(ERROR, "fedqnn: FAILED: %s", failed)
+        raise RuntimeError(failed)

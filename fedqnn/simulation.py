@@ -50,6 +50,9 @@ def run_simulation_from_config(
     from fedqnn.plugins import check_plugins
 
     check_plugins(cfg)  # an outside plugin that does not import fails before the start
+    from strategies.config import check_preconditions
+
+    check_preconditions(cfg)  # a robust rule that could aggregate no round: exit 2, not a run of skips
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
