@@ -10,13 +10,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "all_skipped"]
+__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "all_skipped", "file_mode"]
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file under this process's umask (0644 under 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, file_mode())  # mkstemp makes 0600; results are as readable as the plot
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
         fh.flush()

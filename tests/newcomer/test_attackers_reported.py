@@ -58,3 +58,17 @@ def test_progress_line_shows_rejections_events_and_skips() -> None:
                "skipped": "0 valid replies < min_replies=2"}
     assert round_line(skipped, 5, "rel_l2") == \
         "[fedqnn] round 1/5  participants=0  0.0s  SKIPPED: 0 valid replies < min_replies=2"
+
+
+def test_results_files_are_as_readable_as_the_plot(tmp_path, capsys) -> None:
+    import os
+    import stat
+
+    _run(tmp_path, capsys)
+    out = tmp_path / "run"
+    mode = {p: stat.S_IMODE(os.stat(out / p).st_mode) for p in
+            ("metrics.jsonl", "summary.json", "metrics.png", "checkpoint/state.zip")}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert set(mode.values()) == {0o666 & ~umask}, {k: oct(v) for k, v in mode.items()}
+    assert mode["summary.json"] & stat.S_IROTH  # 0644 under the usual umask 022, not mkstemp's 0600
