@@ -1,5 +1,5 @@
 """Run outputs (docs/outputs.md): ``metrics.jsonl`` (one JSON object per round),
-``summary.json`` and ``metrics.png``."""
+``summary.json`` and ``metrics.png`` (drawn by :mod:`fedqnn.plot`)."""
 
 from __future__ import annotations
 
@@ -116,35 +116,15 @@ class RunWriter:
         summary.update(extra)
         atomic_write_text(self.out / "summary.json", json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
         try:
-            plot_metrics(rows, self.out / "metrics.png", self.metric)
+            plot_metrics(rows, self.out / "metrics.png", self.metric, summary)
         except Exception as exc:  # a plot must never lose a run's results
             print(f"warning: could not draw metrics.png ({exc})")
         return summary
 
 
-def plot_metrics(rows: list[dict[str, Any]], path: Path, metric: str) -> None:
-    import matplotlib
+def plot_metrics(rows: list[dict[str, Any]], path: Path, metric: str, summary: dict[str, Any] | None = None) -> None:
+    """``metrics.png`` (:func:`fedqnn.plot.plot_run`): metric, losses, every node per round with
+    the rejected and Byzantine ones marked, the broker's served/utilization."""
+    from fedqnn.plot import plot_run
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in rows if not r.get("skipped")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    rounds = [r["round"] for r in done]
-    names = sorted({k for r in done for k in (r.get("eval") or {}) if k != "loss"})
-    for k in names:
-        axes[0].plot(rounds, [(r.get("eval") or {}).get(k) for r in done], marker="o", label=k)
-    axes[0].set_xlabel("round")
-    axes[0].set_ylabel(metric)
-    axes[0].set_title("server evaluation")
-    axes[0].legend()
-    axes[1].plot(rounds, [r.get("train_loss") for r in done], marker="o", label="train loss (clients)")
-    axes[1].plot(rounds, [(r.get("eval") or {}).get("loss") for r in done], marker="s", label="test loss (server)")
-    axes[1].set_yscale("log")
-    axes[1].set_xlabel("round")
-    axes[1].legend()
-    strategy = done[0]["strategy"] if done else ""
-    fig.suptitle(f"fedqnn run: {strategy}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_run(rows, path, metric, summary)
