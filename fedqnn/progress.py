@@ -44,7 +44,7 @@ class ProgressPlugin(RoundPlugin):
     def setup(self, run: RunContext) -> None:
         cfg = run.cfg
         self.metric, self.rounds = run.task.metric, cfg["rounds"]
-        start = "resuming" if run.resume else "starting"
+        start = "resuming" if run.resume else "run"
         print(f"[fedqnn] {start}: strategy {cfg['strategy']}, {len(run.node_names)} nodes, {cfg['rounds']} rounds, "
               f"task {cfg['task']} ({self.metric}), seed {cfg['seed']}, outputs in {cfg['out']}/", flush=True)
         adversary = run.plugin("adversary")

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from logging import ERROR, INFO
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
@@ -88,7 +88,8 @@ def discover_nodes(grid: Grid, expected: int, timeout: float = 30.0,
     names: dict[int, str] = {}
     for reply in grid.send_and_receive(msgs, timeout=query_timeout):
         if reply.has_error():
-            log(INFO, "node %s did not identify itself: %s", reply.metadata.src_node_id, reply.error.reason)
+            log(WARNING, "fedqnn: node %s did not identify itself: %s", reply.metadata.src_node_id,
+                reply.error.reason)
             continue
         pid = int(reply.content["identity"]["partition-id"])
         names[reply.metadata.src_node_id] = f"node-{pid}"

@@ -29,7 +29,7 @@ def test_summary_and_console_name_the_attackers(tmp_path, capsys) -> None:
     assert start == [f"[fedqnn] Byzantine nodes running alie: {', '.join(expected)} "
                      "(byzantine_fraction=0.2; simulated colluding insiders)"]
     assert lines.index(start[0]) < next(i for i, ln in enumerate(lines) if ln.startswith("[fedqnn] round 1/1"))
-    assert lines[0].startswith("[fedqnn] starting: strategy ceas, 5 nodes, 1 rounds")
+    assert lines[0].startswith("[fedqnn] run: strategy ceas, 5 nodes, 1 rounds")
 
 
 def test_no_attack_reports_none(tmp_path, capsys) -> None:  # control: nothing invented

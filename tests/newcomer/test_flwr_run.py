@@ -4,7 +4,7 @@ One local SuperLink serves both runs (it is started detached by the first ``flwr
 free ports and in a private FLWR_HOME, and stopped by its PID at the end): a tiny run that must
 complete, then one with fewer SuperNodes than ``clients`` that must fail fast with the fix.
 ``flwr run --stream`` can exit 0 on a failed run, so the outputs and ``flwr list`` are checked,
-not the exit code. Slow: ~1.5-2 min on 2 shared cores (Ray's start-up, twice).
+not the exit code. Slow: ~1 min on 2 shared cores (Ray's start-up, twice).
 """
 
 from __future__ import annotations
