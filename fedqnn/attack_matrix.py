@@ -39,16 +39,19 @@ DEFAULT_ATTACKS = "alie,ipm,min-max,sign-flip,gaussian,mimic"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", nargs="?", help="TOML file with [matrix] and [fedqnn] tables")
-    p.add_argument("--strategies")
-    p.add_argument("--attacks")
-    p.add_argument("--fractions")
-    p.add_argument("--policies")
-    p.add_argument("--seeds")
-    p.add_argument("--clients", type=int)
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--task")
-    p.add_argument("--out", required=True)
+    p.add_argument("file", nargs="?", metavar="FILE.toml",
+                   help="[matrix] table: the lists below and clients/rounds/task; [fedqnn] table: base config of every cell")
+    p.add_argument("--strategies", metavar="A,B", help=f"defences, comma-separated (default {DEFAULT_STRATEGIES})")
+    p.add_argument("--attacks", metavar="X,Y", help=f"attacks, comma-separated; 'none' = honest (default {DEFAULT_ATTACKS})")
+    p.add_argument("--fractions", metavar="F,G", help="byzantine_fraction values (default 0.2)")
+    p.add_argument("--policies", metavar="P,Q", help="broker.policy values: aware, oblivious, random, oracle, off "
+                   "(default aware)")
+    p.add_argument("--seeds", metavar="S,T", help="seeds, one run per seed and cell (default 1)")
+    p.add_argument("--clients", type=int, metavar="N", help="QPUs per run (default: the config's, 10)")
+    p.add_argument("--rounds", type=int, metavar="R", help="rounds per run (default: the config's, 5)")
+    p.add_argument("--task", metavar="NAME", help="antiderivative, heat or digits (default digits)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="writes DIR/results.csv, heatmap.png, curves.png and DIR/cells/; finished cells are kept on a rerun")
 
 
 def precondition(strategy: str, n: int, f: int) -> str | None:
