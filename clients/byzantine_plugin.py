@@ -43,6 +43,23 @@ class AdversaryPlugin(RoundPlugin):
                 "trained", state.round, node, why)
             state.event(self, node, "attack-unavailable")
 
+    def run_end(self, run: RunContext, extra: dict[str, Any]) -> None:
+        """``summary.json``: who attacked, and how (``attack`` "none" when nobody did)."""
+        extra["byzantine_nodes"] = list(self.adversary.nodes)
+        extra["attack"] = run.cfg["attack"] if self.adversary.nodes else "none"
+
+    def describe(self) -> str:
+        """One line for the console at the start of a run."""
+        if not self.adversary.nodes:
+            return "no Byzantine nodes" + (" (attack=none)" if self.adversary.cfg["attack"] == "none"
+                                           else " (byzantine_fraction=0)")
+        by = self.adversary.by_node
+        mixed = len(set(by.values())) > 1
+        nodes = ", ".join(f"{n} ({a})" if mixed else n for n, a in by.items())
+        attack = "" if mixed else f" running {next(iter(by.values()))}"
+        return (f"Byzantine nodes{attack}: {nodes} (byzantine_fraction={self.adversary.cfg['byzantine_fraction']:g}; "
+                "simulated colluding insiders)")
+
     def state_dict(self) -> dict[str, Any]:
         return self.adversary.state_dict()
 

@@ -135,7 +135,7 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
     }
     if half_diff is not None:
         metrics["half_diff"] = half_diff
-    if partitioned:  # circuit partitions: measured Schmidt rank and its bound per cut (CONTRACTS)
+    if partitioned:  # circuit partitions: measured Schmidt rank and its bound per cut (docs/outputs.md)
         metrics.update(schmidt_metrics(model, data.x[:SCHMIDT_PROBES]))
     return model, cfg, metrics
 

@@ -26,8 +26,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from fedqnn.byzantine_count import byzantine_count
 from fedqnn.config import ConfigError, build_config, flatten
+from strategies.config import round_shape
 
 __all__ = ["add_arguments", "main", "precondition", "COLUMNS"]
 
@@ -39,29 +39,27 @@ DEFAULT_ATTACKS = "alie,ipm,min-max,sign-flip,gaussian,mimic"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", nargs="?", help="TOML file with [matrix] and [fedqnn] tables")
-    p.add_argument("--strategies")
-    p.add_argument("--attacks")
-    p.add_argument("--fractions")
-    p.add_argument("--policies")
-    p.add_argument("--seeds")
-    p.add_argument("--clients", type=int)
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--task")
-    p.add_argument("--out", required=True)
+    p.add_argument("file", nargs="?", metavar="FILE.toml",
+                   help="[matrix] table: the lists below and clients/rounds/task; [fedqnn] table: base config of every cell")
+    p.add_argument("--strategies", metavar="A,B", help=f"defences, comma-separated (default {DEFAULT_STRATEGIES})")
+    p.add_argument("--attacks", metavar="X,Y", help=f"attacks, comma-separated; 'none' = honest (default {DEFAULT_ATTACKS})")
+    p.add_argument("--fractions", metavar="F,G", help="byzantine_fraction values (default 0.2)")
+    p.add_argument("--policies", metavar="P,Q", help="broker.policy values: aware, oblivious, random, oracle, off "
+                   "(default aware)")
+    p.add_argument("--seeds", metavar="S,T", help="seeds, one run per seed and cell (default 1)")
+    p.add_argument("--clients", type=int, metavar="N", help="QPUs per run (default: the config's, 10)")
+    p.add_argument("--rounds", type=int, metavar="R", help="rounds per run (default: the config's, 5)")
+    p.add_argument("--task", metavar="NAME", help="antiderivative, heat or digits (default digits)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="writes DIR/results.csv, heatmap.png, curves.png and DIR/cells/; finished cells are kept on a rerun")
 
 
 def precondition(strategy: str, n: int, f: int) -> str | None:
-    """The failed precondition of a robust rule for n participants and f Byzantine, or None."""
-    if strategy in ("krum", "multikrum") and n < 2 * f + 3:
-        return f"{strategy} needs n >= 2f + 3 (n={n}, f={f})"
-    if strategy == "bulyan" and n < 4 * f + 3:
-        return f"bulyan needs n >= 4f + 3 (n={n}, f={f})"
-    if strategy == "nnm-cc" and n <= 2 * f:
-        return f"nnm-cc needs n > 2f (n={n}, f={f})"
-    if strategy == "trimmed-mean" and n and f / n >= 0.5:
-        return f"trimmed-mean needs f/n < 1/2 (n={n}, f={f})"
-    return None
+    """The failed precondition of a robust rule for n participants and f Byzantine, or None
+    (:func:`strategies.preconditions.failed`, the same test the strategies run each round)."""
+    from strategies.preconditions import failed
+
+    return failed(strategy, n, f)
 
 
 def _listify(v: Any, cast: Any = str) -> list[Any]:
@@ -137,9 +135,7 @@ def main(args: argparse.Namespace) -> int:
             if (s, p, a, str(float(fr)), str(int(seed))) in done:
                 continue
             cfg = cfgs[cell]
-            n = max(1, int(round(cfg["fraction_train"] * cfg["clients"])))
-            f = byzantine_count(fr, n)
-            why = precondition(s, n, f)
+            why = precondition(s, *round_shape(cfg))
             if why:
                 wr.writerow({"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed,
                              "metric": get_task(cfg["task"]).metric, "final_metric": "n/a", "best_metric": "n/a",

@@ -279,6 +279,9 @@ def save(
             zf.writestr("strategy.pkl", strat_blob)
         zf.writestr("state.json", json.dumps(state, sort_keys=True))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.zip.")
+    from fedqnn.results import file_mode
+
+    os.fchmod(fd, file_mode())  # as metrics.jsonl and summary.json, not mkstemp's 0600
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.getvalue())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from fedqnn.config import ConfigError, build_config, load_toml, parse_set
 
-__all__ = ["add_arguments", "main", "config_from_args", "resume_config_from_args"]
+__all__ = ["add_arguments", "main", "config_from_args", "resume_config_from_args", "done_line"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="config file ([fedqnn] table or flat keys)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any key, dotted for nested (e.g. --set train.lr=0.05); repeatable")
-    p.add_argument("--out", help="output directory (default runs/latest)")
+    p.add_argument("--out", help="output directory (default runs/latest; the out of [tool.flwr.app.config] when run from this repository)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed round")
     p.add_argument("--print-config", action="store_true", help="print the validated config as TOML (a [fedqnn] table --config reads back) and exit")
 
@@ -81,12 +82,28 @@ def main(args: argparse.Namespace) -> int:
 
         print(dumps(cfg), end="")
         return 0
+    from fedqnn.results import all_skipped
     from fedqnn.simulation import run_simulation_from_config
 
     summary = run_simulation_from_config(cfg, validated=True, resume=bool(args.resume))
-    m = summary["metrics"].get(summary["metric"], {})
-    print(
-        f"[fedqnn] done: {summary['rounds_completed']} rounds, {summary['metric']} final "
-        f"{m.get('final')} (best {m.get('best')}), results in {cfg['out']}/"
-    )
+    failed = all_skipped(cfg["out"])
+    if failed:
+        print(f"[fedqnn] FAILED: {failed}; outputs in {cfg['out']}/", file=sys.stderr)
+        return 1
+    print(done_line(summary, cfg["out"]))
     return 0
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def done_line(summary: dict[str, Any], out: str) -> str:
+    """The last line of ``fedqnn run``: rounds, the headline metric (4 significant digits), where."""
+    m = summary["metrics"].get(summary["metric"], {})
+    skipped = f" ({summary['rounds_skipped']} skipped)" if summary.get("rounds_skipped") else ""
+    wall = summary.get("process_wall_s")
+    took = f" in {wall:.0f} s" if isinstance(wall, int | float) else ""
+    return (f"[fedqnn] done: {summary['rounds_completed']} rounds{skipped}{took}, {summary['metric']} final "
+            f"{_num(m.get('final'))} (best {_num(m.get('best'))} in round {m.get('best_round')}), "
+            f"results in {out}/")

@@ -1,6 +1,6 @@
 """Run configuration: the subsystems' sections composed, layering, dotted overrides, validation.
 
-Precedence, lowest first (see ``CONTRACTS.md``): built-in defaults < ``[tool.flwr.app.config]``
+Precedence, lowest first (README, "Using it"): built-in defaults < ``[tool.flwr.app.config]``
 < ``--config FILE.toml`` < ``--set key=value``. Nested keys are dotted (``broker.policy=aware``).
 Every value is validated before a run starts; a bad value raises :class:`ConfigError` naming
 the field and what is allowed.
@@ -69,7 +69,7 @@ SECTIONS: tuple[Section, ...] = (
 
 FIELDS: dict[str, Field] = {k: f for s in SECTIONS for k, f in s.fields.items()}
 
-# Scalar spellings of a table's main key (CONTRACTS: `partition` is data | unitary | circuit).
+# Scalar spellings of a table's main key (docs/partitions.md: `partition` is data | unitary | circuit).
 ALIASES: dict[str, str] = {k: v for s in SECTIONS for k, v in s.aliases.items()}
 
 # The cross checks, in the order they run (the first failing one is reported).

@@ -9,10 +9,12 @@ with J = ∂ψ/∂θ the Jacobian of the statevector. It is the metric of state 
 of inputs (the encoding angles of each probe input fix a state family ψ_x(θ)).
 
 J is computed by forward-mode autodiff of the plain-torch statevector (exact; PennyLane's
-``quantum_fisher`` mis-shaped this ansatz's result here, see shared/notes/pennylane.md).
+``quantum_fisher`` returned a mis-shaped result for this ansatz when checked).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch.func import jacfwd
@@ -32,7 +34,10 @@ def quantum_fisher(angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         psi = circuit_state(angles, flat.reshape(shape)).reshape(angles.shape[0], -1)
         return torch.view_as_real(psi)  # (B, D, 2)
 
-    jac = jacfwd(state)(w0)  # (B, D, 2, P)
+    with warnings.catch_warnings():  # torch's forward AD loads its JVP decompositions with torch.jit.script,
+        # which torch 2.13 itself deprecates (once per process, nothing fedqnn calls): not the user's concern
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+        jac = jacfwd(state)(w0)  # (B, D, 2, P)
     j = torch.complex(jac[:, :, 0, :], jac[:, :, 1, :])  # (B, D, P)
     psi = circuit_state(angles, w0.reshape(shape)).reshape(angles.shape[0], -1)  # (B, D)
     jj = torch.einsum("bdi,bdj->bij", j.conj(), j)

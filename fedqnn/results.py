@@ -1,5 +1,5 @@
 """Run outputs (docs/outputs.md): ``metrics.jsonl`` (one JSON object per round),
-``summary.json`` and ``metrics.png``; and reading runs back.
+``summary.json`` and ``metrics.png`` (drawn by :mod:`fedqnn.plot`); and reading runs back.
 
 :func:`load_runs` gives a pandas DataFrame (pandas is imported there only: ``pip install -e
 ".[track]"``), one row per (run, round): ``run`` (the run directory), the row's scalars flattened
@@ -22,14 +22,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "load_runs", "compare",
-           "run_dirs"]
+__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "all_skipped", "file_mode",
+           "load_runs", "compare", "run_dirs"]
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file under this process's umask (0644 under 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, file_mode())  # mkstemp makes 0600; results are as readable as the plot
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
         fh.flush()
@@ -53,6 +61,16 @@ def read_metrics(out: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def all_skipped(out: str | Path) -> str | None:
+    """A line saying that no round of the run in ``out`` aggregated (with the first reason), or
+    None if one did. Such a run exits non-zero (``fedqnn run``; ``flwr run`` fails the run)."""
+    rows = read_metrics(out)
+    if not rows or not all(r.get("skipped") for r in rows):
+        return None
+    return (f"every round ({len(rows)} of {len(rows)}) was skipped, no update was aggregated: "
+            f"round {rows[0]['round']}: {rows[0]['skipped']}")
 
 
 class RunWriter:
@@ -111,38 +129,18 @@ class RunWriter:
         summary.update(extra)
         atomic_write_text(self.out / "summary.json", json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
         try:
-            plot_metrics(rows, self.out / "metrics.png", self.metric)
+            plot_metrics(rows, self.out / "metrics.png", self.metric, summary)
         except Exception as exc:  # a plot must never lose a run's results
             print(f"warning: could not draw metrics.png ({exc})")
         return summary
 
 
-def plot_metrics(rows: list[dict[str, Any]], path: Path, metric: str) -> None:
-    import matplotlib
+def plot_metrics(rows: list[dict[str, Any]], path: Path, metric: str, summary: dict[str, Any] | None = None) -> None:
+    """``metrics.png`` (:func:`fedqnn.plot.plot_run`): metric, losses, every node per round with
+    the rejected and Byzantine ones marked, the broker's served/utilization."""
+    from fedqnn.plot import plot_run
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in rows if not r.get("skipped")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    rounds = [r["round"] for r in done]
-    names = sorted({k for r in done for k in (r.get("eval") or {}) if k != "loss"})
-    for k in names:
-        axes[0].plot(rounds, [(r.get("eval") or {}).get(k) for r in done], marker="o", label=k)
-    axes[0].set_xlabel("round")
-    axes[0].set_ylabel(metric)
-    axes[0].set_title("server evaluation")
-    axes[0].legend()
-    axes[1].plot(rounds, [r.get("train_loss") for r in done], marker="o", label="train loss (clients)")
-    axes[1].plot(rounds, [(r.get("eval") or {}).get("loss") for r in done], marker="s", label="test loss (server)")
-    axes[1].set_yscale("log")
-    axes[1].set_xlabel("round")
-    axes[1].legend()
-    strategy = done[0]["strategy"] if done else ""
-    fig.suptitle(f"fedqnn run: {strategy}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_run(rows, path, metric, summary)
 
 
 

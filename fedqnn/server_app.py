@@ -7,7 +7,7 @@ messages -> clients -> replies (sorted by node name) -> verification -> strategy
 The loop calls the Flower strategy's own hooks, so any ``flwr.serverapp.strategy.Strategy``
 plugs in; fedqnn does the parts a research run needs to be exact and auditable: stable node
 names (``node-<partition-id>``), seeded uniform participant selection, a fixed reply order, skipped
-rounds with a reason instead of crashes, and the outputs of CONTRACTS.md.
+rounds with a reason instead of crashes, and the outputs of docs/outputs.md.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from logging import INFO
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
@@ -25,7 +25,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from fedqnn.config import ConfigError, build_config
-from fedqnn.nodes import node_order
+from fedqnn.nodes import node_order, participants_per_round
 from fedqnn.plugins import RoundState, RunContext, build_plugins, call
 from fedqnn.results import RunWriter
 from fedqnn.seeding import derive_seed, rng
@@ -53,21 +53,43 @@ class SelectedGrid:
         return getattr(self._grid, name)
 
 
-def discover_nodes(grid: Grid, expected: int, timeout: float = 600.0) -> dict[int, str]:
-    """Map Flower node ids to ``node-<partition-id>`` by asking each node (a ``query`` message)."""
-    start = time.monotonic()
+def _too_few_nodes(connected: int, expected: int, waited: float) -> str:
+    """What to do when fewer nodes than ``clients`` connected (the run stops with this message)."""
+    return (f"only {connected} of {expected} nodes connected after {waited:.0f} s (clients = {expected}). "
+            f"Flower's local simulation starts 2 SuperNodes unless told: run "
+            f"flwr run . --federation-config \"num-supernodes={expected} client-resources-num-cpus=1\" "
+            f"(or fewer clients: --run-config clients={max(connected, 1)}); in a deployment, start the missing "
+            f"SuperNodes or raise connect_timeout")
+
+
+def discover_nodes(grid: Grid, expected: int, timeout: float = 30.0,
+                   query_timeout: float = 600.0) -> dict[int, str]:
+    """Map Flower node ids to ``node-<partition-id>`` by asking each node (a ``query`` message).
+
+    Waits at most ``timeout`` seconds (``connect_timeout``) for ``expected`` nodes, saying so
+    every 10 s; fewer raise ``RuntimeError`` with the fix. ``query_timeout`` bounds the identity
+    query (the clients' first start)."""
+    start = last_note = time.monotonic()
     while len(ids := list(grid.get_node_ids())) < expected:
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"only {len(ids)} of {expected} nodes connected after {timeout:.0f} s")
+        now = time.monotonic()
+        if now - start > timeout:
+            why = _too_few_nodes(len(ids), expected, now - start)
+            log(ERROR, "fedqnn: %s", why)
+            raise RuntimeError(why)
+        if now - last_note >= 10.0:
+            last_note = now
+            log(INFO, "fedqnn: waiting for nodes: %s of %s connected (%.0f s of connect_timeout=%.0f s)",
+                len(ids), expected, now - start, timeout)
         time.sleep(0.5)
     msgs = [
         Message(RecordDict({}), dst_node_id=nid, message_type=MessageType.QUERY)
         for nid in sorted(ids)
     ]
     names: dict[int, str] = {}
-    for reply in grid.send_and_receive(msgs, timeout=timeout):
+    for reply in grid.send_and_receive(msgs, timeout=query_timeout):
         if reply.has_error():
-            log(INFO, "node %s did not identify itself: %s", reply.metadata.src_node_id, reply.error.reason)
+            log(WARNING, "fedqnn: node %s did not identify itself: %s", reply.metadata.src_node_id,
+                reply.error.reason)
             continue
         pid = int(reply.content["identity"]["partition-id"])
         names[reply.metadata.src_node_id] = f"node-{pid}"
@@ -84,8 +106,7 @@ def _select(cfg: dict[str, Any], eligible: list[str], server_round: int) -> list
     Selection never depends on what nodes report (stamps, losses): a node cannot raise its own
     chance of taking part.
     """
-    k = max(1, int(round(cfg["fraction_train"] * len(eligible))))
-    k = min(k, len(eligible))
+    k = participants_per_round(cfg["fraction_train"], len(eligible))
     pick = rng(cfg["seed"], "select", server_round).choice(len(eligible), size=k, replace=False)
     return sorted((eligible[i] for i in pick), key=node_order)
 
@@ -201,7 +222,7 @@ def _start(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None, resume: b
     torch.set_num_threads(max(1, cfg["train"]["threads"]))
     task = get_task(cfg["task"])
     random.seed(derive_seed(cfg["seed"], "python-random"))
-    names = discover_nodes(grid, cfg["clients"])
+    names = discover_nodes(grid, cfg["clients"], timeout=cfg["connect_timeout"])
     by_name = {v: k for k, v in names.items()}
     node_names = sorted(by_name, key=node_order)
     model = task.build_model(cfg)
@@ -366,9 +387,16 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry for ``flwr run .``: the config comes from ``[tool.flwr.app.config]`` / ``--run-config``."""
+    from fedqnn.results import all_skipped
+    from strategies.config import check_preconditions
+
     try:
         cfg = build_config(dict(context.run_config))
+        check_preconditions(cfg)  # as fedqnn run: a rule that can aggregate no round stops here
     except ConfigError as exc:
         log(INFO, "fedqnn: bad config: %s", exc)
         raise
     run_server(grid, cfg, flower_run_id=context.run_id)
+    if failed := all_skipped(cfg["out"]):  # the run is finished:failed, not a success with no model
+        log(ERROR, "fedqnn: FAILED: %s", failed)
+        raise RuntimeError(failed)

@@ -15,7 +15,19 @@ from fedqnn.config import build_config
 __all__ = ["run_simulation_from_config", "resume_simulation", "run_batch"]
 
 
+_BANNER = "The `run_simulation` function is deprecated"
+
+
+class _WithoutRunSimulationBanner(logging.Filter):
+    """Drop Flower's DEPRECATED FEATURE banner for ``run_simulation``: fedqnn prints its own line
+    (:func:`_starting`) that says what runs, that Flower deprecates it, and where to read why."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _BANNER not in str(record.args[0] if record.args else record.msg)
+
+
 def _quiet_flower() -> None:
+    """Flower at WARNING (the progress plugin prints the rounds), without the banner above."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -23,7 +35,18 @@ def _quiet_flower() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.getLogger("flwr").setLevel(logging.WARNING)
+    import flwr.common.logger  # noqa: F401 - importing it sets Flower's logger to DEBUG: set the level after
+
+    logger = logging.getLogger("flwr")
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _WithoutRunSimulationBanner) for f in logger.filters):
+        logger.addFilter(_WithoutRunSimulationBanner())
+
+
+def _starting(clients: int, runs: int = 1) -> None:
+    what = f"{clients} virtual SuperNodes" + (f", one runtime for {runs} runs" if runs > 1 else "")
+    print(f"[fedqnn] starting Flower's Simulation Engine (Ray) with {what}: usually 10-30 s before round 1 "
+          "(in-process run_simulation, deprecated by Flower 1.42 but still supported; why: docs/spine.md)", flush=True)
 
 
 def run_simulation_from_config(
@@ -50,6 +73,9 @@ def run_simulation_from_config(
     from fedqnn.plugins import check_plugins
 
     check_plugins(cfg)  # an outside plugin that does not import fails before the start
+    from strategies.config import check_preconditions
+
+    check_preconditions(cfg)  # a robust rule that could aggregate no round: exit 2, not a run of skips
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
@@ -57,6 +83,8 @@ def run_simulation_from_config(
         summary_path.unlink()
     backend_config = _backend_config(cfg)
     start = time.perf_counter()
+    if cfg["progress"]:
+        _starting(cfg["clients"])
     run_simulation(
         server_app=make_server_app(cfg, resume=resume),
         client_app=client_app,
@@ -127,6 +155,7 @@ def run_batch(
                 return
 
     first = cfgs[0]
+    _starting(first["clients"], len(cfgs))
     run_simulation(server_app=server, client_app=client_app, num_supernodes=first["clients"],
                    backend_config=_backend_config(first))  # type: ignore[arg-type]
     if failure:

@@ -7,10 +7,15 @@ which needs Flower to check the class.
 
 from __future__ import annotations
 
-from fedqnn.registry import STRATEGIES
-from fedqnn.schema import Field, Section, field
+from typing import Any
 
-__all__ = ["FIELDS", "SECTION", "check_strategy"]
+from fedqnn.byzantine_count import byzantine_count
+from fedqnn.nodes import participants_per_round
+from fedqnn.registry import STRATEGIES
+from fedqnn.schema import ConfigError, Field, Section, field
+from strategies import preconditions
+
+__all__ = ["FIELDS", "SECTION", "check_strategy", "check_preconditions", "round_shape"]
 
 FIELDS: dict[str, Field] = {
     "ceas.cap": field(3.0, float, "cap each weight at this multiple of the median weight (0 = no cap)", low=0.0),
@@ -38,6 +43,33 @@ def check_strategy(name: str) -> None:
     from strategies.registry import resolve_strategy_name
 
     resolve_strategy_name(name)
+
+
+def round_shape(cfg: dict[str, Any], clients: int | None = None) -> tuple[int, int]:
+    """(n, f) of a round in which every selected node's update is accepted: the most replies a
+    robust rule can get, and the f it then assumes."""
+    n = participants_per_round(cfg["fraction_train"], cfg["clients"] if clients is None else clients)
+    return n, byzantine_count(cfg["byzantine_fraction"], n)
+
+
+def check_preconditions(cfg: dict[str, Any]) -> None:
+    """ConfigError if the strategy's (n, f) precondition fails even when every selected node's
+    update is accepted: every round would be skipped. Checked before a run starts (``fedqnn
+    run``, ``flwr run``); not part of :func:`fedqnn.config.validate`, because ``fedqnn
+    attack-matrix`` writes such cells as ``n/a``."""
+    n, f = round_shape(cfg)
+    why = preconditions.failed(cfg["strategy"], n, f)
+    if why is None:
+        return
+    enough = next((c for c in range(cfg["clients"] + 1, 10_001)
+                   if preconditions.failed(cfg["strategy"], *round_shape(cfg, c)) is None), None)
+    fix = (f"use clients >= {enough}, a lower byzantine_fraction, or another strategy" if enough else
+           f"no number of clients helps at byzantine_fraction={cfg['byzantine_fraction']:g}: use a lower "
+           "byzantine_fraction or another strategy")
+    raise ConfigError(
+        f"strategy: {why}, so every round would be skipped: a round has at most n = {n} replies "
+        f"(clients={cfg['clients']} x fraction_train={cfg['fraction_train']:g}) and f = "
+        f"ceil(byzantine_fraction={cfg['byzantine_fraction']:g} x {n}) = {f}; {fix}")
 
 
 SECTION = Section(FIELDS)

@@ -6,7 +6,8 @@
 2. Rules that take the number of Byzantine nodes f get f = :func:`~fedqnn.byzantine_count.byzantine_count`
    (byzantine_fraction, n), i.e. ceil(byzantine_fraction x n - 1e-9), for the
    n replies of the round, and their preconditions are checked (Flower's Krum does not):
-   Krum / MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3, trimmed mean beta = f / n < 1/2.
+   Krum / MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3, trimmed mean beta = f / n < 1/2
+   (:mod:`strategies.preconditions`, which the run config also checks before a run starts).
    A failed precondition raises :class:`PreconditionError`; the server records the round as
    skipped with that reason (``n/a`` in the attack matrix), never silently aggregates.
 """
@@ -21,6 +22,7 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import Bulyan, FedAvg, FedMedian, FedTrimmedAvg, Krum, MultiKrum
 
 from fedqnn.byzantine_count import byzantine_count
+from strategies import preconditions
 from strategies.errors import PreconditionError
 
 __all__ = ["BUILTINS", "PreconditionError", "clamp_num_examples"]
@@ -85,23 +87,15 @@ class GuardedTrimmedMean(_Guarded, FedTrimmedAvg):
     rule = "trimmed-mean"
 
     def _precondition(self, n: int, f: int) -> None:
-        beta = f / n if n else 0.0
-        if beta >= 0.5:
-            raise PreconditionError(f"trimmed-mean needs f/n < 1/2 (n={n}, f={f})")
-        self.beta = beta
-
-
-def _krum_precondition(rule: str, n: int, f: int) -> None:
-    """Blanchard et al. (2017): Krum's guarantee needs n >= 2f + 3."""
-    if n < 2 * f + 3:
-        raise PreconditionError(f"{rule} needs n >= 2f + 3 (n={n}, f={f})")
+        preconditions.check(self.rule, n, f)
+        self.beta = f / n if n else 0.0
 
 
 class GuardedKrum(_Guarded, Krum):
     rule = "krum"
 
     def _precondition(self, n: int, f: int) -> None:
-        _krum_precondition(self.rule, n, f)
+        preconditions.check(self.rule, n, f)
         self.num_malicious_nodes = f
 
 
@@ -109,7 +103,7 @@ class GuardedMultiKrum(_Guarded, MultiKrum):
     rule = "multikrum"
 
     def _precondition(self, n: int, f: int) -> None:
-        _krum_precondition(self.rule, n, f)
+        preconditions.check(self.rule, n, f)
         self.num_malicious_nodes = f
         self.num_nodes_to_select = n - f  # Blanchard et al.: average the n - f best-scored
 
@@ -118,8 +112,7 @@ class GuardedBulyan(_Guarded, Bulyan):
     rule = "bulyan"
 
     def _precondition(self, n: int, f: int) -> None:
-        if n < 4 * f + 3:
-            raise PreconditionError(f"bulyan needs n >= 4f + 3 (n={n}, f={f})")
+        preconditions.check(self.rule, n, f)
         self.num_malicious_nodes = f
 
 

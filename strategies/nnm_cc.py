@@ -24,6 +24,7 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import FedAvg
 
 from fedqnn.byzantine_count import byzantine_count
+from strategies import preconditions
 from strategies.flower_builtins import PreconditionError, _Guarded, _kw
 from strategies.robust import rules
 
@@ -41,8 +42,7 @@ class NnmCenteredClipping(_Guarded, FedAvg):
     rule = "nnm-cc"
 
     def _precondition(self, n: int, f: int) -> None:
-        if n <= 2 * f:
-            raise PreconditionError(f"nnm-cc needs n > 2f (n={n}, f={f})")
+        preconditions.check(self.rule, n, f)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

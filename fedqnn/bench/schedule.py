@@ -23,13 +23,15 @@ import numpy as np
 
 __all__ = ["add_arguments", "main"]
 
-DEFAULT_GAP_DIR = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "gap"
+# the OR-Library files ship with the repository (benchmarks/gap/README.md: source, licence)
+DEFAULT_GAP_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "gap"
 GAP_METHODS = "auto,hybrid,exact,exact-cpsat,sa,greedy,qi-random,random,qaoa"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--section", choices=("gap", "large", "qaoa", "all"), default="gap")
-    parser.add_argument("--gap-dir", default=str(DEFAULT_GAP_DIR))
+    parser.add_argument("--gap-dir", default=str(DEFAULT_GAP_DIR),
+                        help="directory of OR-Library gapN.txt files (default: the repository's benchmarks/gap)")
     parser.add_argument("--files", default=",".join(f"gap{k}" for k in range(1, 13)),
                         help="comma-separated gap files (default gap1..gap12)")
     parser.add_argument("--instances", default="0,1,2,3,4", help="instances per file")
@@ -107,6 +109,18 @@ class _CsvSink:
             self.fh.flush()
 
 
+def _gap_files(gap_dir: str, names: str) -> list[tuple[str, Path]]:
+    """``--files`` resolved in ``--gap-dir``; a missing file is a ConfigError (exit 2), before any solve."""
+    from fedqnn.schema import ConfigError
+
+    files = [(f, Path(gap_dir) / f"{f}.txt") for f in names.split(",") if f]
+    missing = [str(p) for _, p in files if not p.is_file()]
+    if missing:
+        raise ConfigError(f"--gap-dir/--files: no such GAP file {missing[0]} (the OR-Library gap1..gap12 ship in "
+                          f"{DEFAULT_GAP_DIR}; pass --gap-dir DIR for others)")
+    return files
+
+
 def _gap_section(args: argparse.Namespace, rows: _CsvSink) -> None:
     from fedqnn.scheduling import read_gap_file
     from fedqnn.scheduling.stats import paired_compare, with_holm
@@ -117,9 +131,10 @@ def _gap_section(args: argparse.Namespace, rows: _CsvSink) -> None:
         methods += [m for m in ("hybrid-uniform", "hybrid-greedy", "hybrid-sa") if m not in methods]
     inst = [int(k) for k in args.instances.split(",")]
     res: dict[str, dict[str, list]] = {m: {"gap": [], "sec": [], "feas": [], "file": []} for m in methods}
+    files = _gap_files(args.gap_dir, args.files)
     print(f"== OR-Library GAP, time limit {args.time_limit:g} s per instance, seed {args.seed} ==")
-    for f in args.files.split(","):
-        probs = read_gap_file(Path(args.gap_dir) / f"{f}.txt")
+    for f, path in files:
+        probs = read_gap_file(path)
         for k in inst:
             p = probs[k]
             ref = None
@@ -148,8 +163,7 @@ def _gap_section(args: argparse.Namespace, rows: _CsvSink) -> None:
     hdr = f"{'file':7s} " + " ".join(f"{m:>22s}" for m in methods)
     print("per file: mean gap % / worst gap % / mean s   (inf = some infeasible)")
     print(hdr)
-    files = args.files.split(",") + ["ALL"]
-    for f in files:
+    for f in [name for name, _ in files] + ["ALL"]:
         cells = []
         for m in methods:
             sel = [i for i, ff in enumerate(res[m]["file"]) if f == "ALL" or ff == f]

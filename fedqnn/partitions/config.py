@@ -53,7 +53,7 @@ FIELDS: dict[str, Field] = {
                                  "(a fedqnn.scheduling method) or 'off'"),
 }
 
-# Scalar spellings of a table's main key (CONTRACTS: `partition` is data | unitary | circuit).
+# Scalar spellings of a table's main key (docs/partitions.md: `partition` is data | unitary | circuit).
 ALIASES: dict[str, str] = {"partition": "partition.kind"}
 
 

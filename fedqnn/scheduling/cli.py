@@ -1,4 +1,4 @@
-"""``fedqnn schedule``: solve OR-Library GAP instances (contract: CONTRACTS.md).
+"""``fedqnn schedule``: solve OR-Library GAP instances (docs/scheduler.md; data: benchmarks/gap).
 
     fedqnn schedule --gap FILE [--instance K] [--sense {max,min}]
                     [--method {auto,hybrid,qaoa,greedy,sa,random,qi-random,exact}]

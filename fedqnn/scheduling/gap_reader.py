@@ -18,7 +18,7 @@ from fedqnn.scheduling.problem import Problem
 __all__ = ["KNOWN_OPTIMA", "read_gap", "read_gap_file", "known_optimum"]
 
 # Proven optima (maximum total profit) of OR-Library gap1..gap12, instance order
-# (source: ../shared/benchmarks/gap/README.md, Beasley's OR-Library).
+# (source: benchmarks/gap/README.md in this repository, Beasley's OR-Library).
 KNOWN_OPTIMA: dict[str, tuple[int, ...]] = {
     "gap1": (336, 327, 339, 341, 326),
     "gap2": (434, 436, 420, 419, 428),

@@ -20,6 +20,9 @@ def _dotted_paths(value: list[Any]) -> str | None:
 # The registry names are checked lazily (plug-ins may add names), see ``check``.
 FIELDS: dict[str, Field] = {
     "clients": field(10, int, "number of simulated QPU clients (SuperNodes)", low=1, high=10_000),
+    "connect_timeout": field(30.0, float, "seconds the server waits for `clients` nodes to connect before it stops "
+                             "with what to do (simulated nodes connect at once; raise it for a deployment whose "
+                             "SuperNodes start later)", low=0.0),
     "rounds": field(5, int, "number of federated rounds (the total, also with --resume)", low=1),
     "strategy": field("ceas", str, "aggregation strategy: a registry name or module:Class"),
     "task": field("antiderivative", str, "learning task: antiderivative, heat, digits"),

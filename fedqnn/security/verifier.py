@@ -2,7 +2,7 @@
 
 The :class:`Verifier` issues a fresh nonce per (round, node) for the train instruction and
 checks each reply's claim against the envelope it signed. Checks, in this order (the first
-failure is the reason; contract reasons from ``CONTRACTS.md``):
+failure is the reason; the reasons of docs/outputs.md):
 
 1. no signature record / no signature                    -> ``unsigned``
 2. signed node name != node the reply came from          -> ``impersonation``

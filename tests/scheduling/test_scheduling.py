@@ -18,7 +18,7 @@ from fedqnn.scheduling.qaoa import pennylane_probs, run_qaoa, statevector
 from fedqnn.scheduling.qubo import all_bitstrings, build_qubo, qubo_to_ising
 from fedqnn.scheduling.stats import bootstrap_ci, holm, paired_compare, rank_biserial
 
-GAP_DIR = Path(__file__).resolve().parents[1] / "data" / "gap"  # OR-Library gap1-12, copied from ../shared/benchmarks/gap
+GAP_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "gap"  # OR-Library gap1-12 (benchmarks/gap/README.md)
 
 
 def small_problem(seed: int, m: int = 2, n: int = 4, edges: bool = False) -> Problem:
@@ -229,3 +229,20 @@ def test_time_to_target_from_trace() -> None:
     tt = _time_to_target(sol, 100.0)
     assert tt == {"t_gap1": 0.4, "t_gap0.5": 0.4, "t_gap0": 0.9}
     assert np.isnan(_time_to_target(SimpleNamespace(info={}), 100.0)["t_gap0"])
+
+
+def test_bench_schedule_reads_the_shipped_gap_files_by_default(capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """No --gap-dir: the repository's benchmarks/gap, from any working directory (issue 18)."""
+    from fedqnn.bench.schedule import DEFAULT_GAP_DIR
+    from fedqnn.cli import main
+
+    assert DEFAULT_GAP_DIR == GAP_DIR and (GAP_DIR / "README.md").is_file()
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "schedule", "--files", "gap1", "--instances", "0", "--methods", "greedy",
+                 "--time-limit", "0.5"]) == 0
+    assert "gap1-0    greedy=" in capsys.readouterr().out
+    # control: a directory without the files is a clear exit 2 naming the flag, not a traceback
+    assert main(["bench", "schedule", "--gap-dir", str(tmp_path), "--files", "gap1"]) == 2
+    assert "--gap-dir/--files: no such GAP file" in capsys.readouterr().err
