@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedqnn.quantum.density import EXACT_MAX_QUBITS
 from fedqnn.quantum.qpu import qpu_expectations
 from fedqnn.quantum.readout import as_confusion
 from fedqnn.quantum.shots import sample_expectations
@@ -62,6 +63,7 @@ class QuantumLayer(nn.Module):
         self.readout_error: float | torch.Tensor = 0.0
         self.confusion: torch.Tensor | None = None  # (n, 2, 2) readout matrices, None = perfect
         self.channel: torch.Tensor | None = None  # extra per-qubit superoperator after D_p
+        self.exact_max_qubits = EXACT_MAX_QUBITS  # wider: the trajectory fallback (fedqnn.quantum.qpu)
 
     def set_noise(
         self, p: float, r: float | torch.Tensor, shots: int, channel: torch.Tensor | None = None
@@ -86,7 +88,7 @@ class QuantumLayer(nn.Module):
             return expectations(circuit_state(angles, self.weights))
         return qpu_expectations(
             angles, self.weights, p=self.depolarizing, confusion=self.confusion, shots=self.shots,
-            generator=self.shot_generator, channel=self.channel,
+            generator=self.shot_generator, channel=self.channel, exact_max_qubits=self.exact_max_qubits,
         )
 
     def __getstate__(self) -> dict[str, Any]:  # QNodes do not pickle; rebuilt on load

@@ -32,7 +32,7 @@ FALLBACK_TRAJECTORIES = 1
 def qpu_expectations(
     angles: torch.Tensor, weights: torch.Tensor, *, p: float = 0.0, confusion: torch.Tensor | None = None,
     shots: int = 0, generator: torch.Generator | None = None, channel: torch.Tensor | None = None,
-    trajectories: int = FALLBACK_TRAJECTORIES,
+    trajectories: int = FALLBACK_TRAJECTORIES, exact_max_qubits: int | None = None,
 ) -> torch.Tensor:
     """(B, 2n - 1) readout expectations of one noisy execution per sample.
 
@@ -40,19 +40,21 @@ def qpu_expectations(
     superoperator (4, 4) or (n, 4, 4) after D_p at the same places (e.g.
     :func:`fedqnn.quantum.density.relaxation_superop`); ``confusion`` (n, 2, 2) readout matrices
     (None = perfect); ``shots`` S (0 = the exact noisy expectation); ``generator`` draws the shots.
+    Registers wider than ``exact_max_qubits`` (default :data:`EXACT_MAX_QUBITS`) use the
+    trajectory fallback with ``trajectories`` per sample.
     """
     n = angles.shape[-1]
     if p <= 0 and channel is None:
         psi = circuit_state(angles, weights).reshape(angles.shape[0], -1)
         probs = (psi.real**2 + psi.imag**2).to(torch.float64)
-    elif n <= EXACT_MAX_QUBITS:
+    elif n <= (EXACT_MAX_QUBITS if exact_max_qubits is None else exact_max_qubits):
         sop = depolarizing_superop(p)
         if channel is not None:
             sop = channel.to(sop.dtype) @ sop
         probs = density_probs(angles, weights, sop)
     else:
         if channel is not None:
-            raise ValueError(f"qpu: a general channel needs the exact simulator (n <= {EXACT_MAX_QUBITS})")
+            raise ValueError("qpu: a general channel needs the exact simulator (raise exact_max_qubits)")
         return _trajectory_fallback(angles, weights, p, confusion, shots, generator, trajectories)
     if confusion is not None:
         probs = apply_confusion(probs, confusion)
