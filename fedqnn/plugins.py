@@ -158,13 +158,15 @@ def call(plugins: Sequence[RoundPlugin], hook: str, *args: Any) -> None:
 #: The built-ins, in run order: ``module:factory`` (each factory returns None when its subsystem
 #: is off). The order is the pipeline: the adversary asks for Bell pairs and QKD for key pairs
 #: before the broker serves; the planner plans on what the broker served; the verifier signs
-#: last, over the final instruction. ``progress`` always runs after the outside plugins.
+#: last, over the final instruction; ``noisy_eval`` only adds ``eval_noisy`` to the row. ``progress``
+#: always runs after the outside plugins.
 BUILTINS = (
     ("adversary", "clients.byzantine_plugin:from_config"),
     ("qkd", "fedqnn.security.round_plugins:qkd_from_config"),
     ("broker", "fedqnn.network.round_plugin:from_config"),
     ("partitions", "fedqnn.partitions.round_plugin:from_config"),
     ("verifier", "fedqnn.security.round_plugins:verifier_from_config"),
+    ("noisy_eval", "fedqnn.noisy_eval:from_config"),
 )
 PROGRESS = ("progress", "fedqnn.progress:from_config")
 
