@@ -116,6 +116,9 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, metric: str) -> None:
     names = sorted({k for r in done for k in (r.get("eval") or {}) if k != "loss"})
     for k in names:
         axes[0].plot(rounds, [(r.get("eval") or {}).get(k) for r in done], marker="o", label=k)
+    if any(r.get("eval_noisy") for r in done):  # the reference QPU (fedqnn/noisy_eval.py), dashed
+        axes[0].plot(rounds, [(r.get("eval_noisy") or {}).get(metric) for r in done], marker="x", ls="--",
+                     label=f"{metric} (reference QPU)")
     axes[0].set_xlabel("round")
     axes[0].set_ylabel(metric)
     axes[0].set_title("server evaluation")
