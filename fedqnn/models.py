@@ -41,7 +41,9 @@ class QuantumLayer(nn.Module):
     """angles (B, L, n) -> expectations (B, 2n - 1); trainable Rot weights (L, n, 3).
 
     ``device="torch"`` uses the plain-torch statevector; any other name builds a PennyLane QNode
-    on that device (``default.qubit``, ``lightning.qubit``, a hardware plugin).
+    on that device (``default.qubit``, ``lightning.qubit``, a hardware plugin). On ``torch`` with
+    a QPU calibration, ``diff_method="parameter-shift"`` measures the gradient by shifted circuits
+    with shots (``fedqnn.quantum.shift``); any other value: straight-through (exact ∂μ).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class QuantumLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.qubits, self.layers, self.device, self.shots = qubits, layers, device, shots
+        self.diff_method = diff_method  # torch device: "parameter-shift" = shot-measured shifts
         g = torch.Generator().manual_seed(seed)
         self.weights = nn.Parameter(torch.rand((layers, qubits, 3), generator=g, dtype=torch.float64) * 2 * math.pi)
         self._qnode = None
@@ -86,6 +89,13 @@ class QuantumLayer(nn.Module):
         if not self.training or (self.depolarizing <= 0 and self.confusion is None and not self.shots
                                  and self.channel is None):
             return expectations(circuit_state(angles, self.weights))
+        if self.diff_method == "parameter-shift" and self.shots and self.qubits <= self.exact_max_qubits:
+            from fedqnn.quantum.shift import parameter_shift_expectations
+
+            return parameter_shift_expectations(
+                angles, self.weights, p=self.depolarizing, confusion=self.confusion, shots=self.shots,
+                generator=self.shot_generator, channel=self.channel,
+            )
         return qpu_expectations(
             angles, self.weights, p=self.depolarizing, confusion=self.confusion, shots=self.shots,
             generator=self.shot_generator, channel=self.channel, exact_max_qubits=self.exact_max_qubits,

@@ -135,12 +135,13 @@ def _unitary_ptm(u: torch.Tensor) -> torch.Tensor:
 
 def _layer_ptms(angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """R of U_i = Rot(φ_i, θ_i, ω_i) RY(a_i) for every sample and qubit: angles (B, n),
-    weights (n, 3) -> (B, n, 4, 4). Rot = RZ(ω) RY(θ) RZ(φ) (PennyLane's convention)."""
-    phi, theta, omega = weights[:, 0], weights[:, 1], weights[:, 2]
+    weights (n, 3) or per sample (B, n, 3) -> (B, n, 4, 4). Rot = RZ(ω) RY(θ) RZ(φ)
+    (PennyLane's convention)."""
+    phi, theta, omega = weights[..., 0], weights[..., 1], weights[..., 2]
     c, s = torch.cos(theta / 2), torch.sin(theta / 2)
     ep, em = torch.exp(-0.5j * (phi + omega)), torch.exp(-0.5j * (phi - omega))
     rot = torch.stack([torch.stack([ep * c, -em.conj() * s], -1), torch.stack([em * s, ep.conj() * c], -1)], -2)
-    return _unitary_ptm(torch.einsum("nij,bnjk->bnik", rot, _ry(angles)))
+    return _unitary_ptm(torch.matmul(rot, _ry(angles)))
 
 
 def _cnot_pauli_table() -> tuple[list[int], list[float]]:
@@ -225,7 +226,8 @@ def density_probs(
 ) -> torch.Tensor:
     """Exact Z-basis probabilities diag(ρ) (B, 2^n) of the noisy circuit, differentiable.
 
-    angles (B, L, n), weights (L, n, 3); ``channel`` the superoperator (4, 4) applied to every
+    angles (B, L, n), weights (L, n, 3) or per sample (B, L, n, 3) (parameter-shift batches);
+    ``channel`` the superoperator (4, 4) applied to every
     qubit after every layer, or one per qubit (n, 4, 4); ``mask`` (L, n) optionally disables CNOTs.
     """
     b, layers, n = angles.shape
@@ -238,14 +240,17 @@ def density_probs(
         row = None if mask is None else tuple(bool(v) for v in mask[layer].tolist())
         return _SignedGather.apply(c, *cnot_pauli_map(n, layer, row)) if n > 1 else c
 
-    r0 = _layer_ptms(angles[:, 0], weights[0])
+    def w(layer: int) -> torch.Tensor:
+        return weights[layer] if weights.dim() == 3 else weights[:, layer]
+
+    r0 = _layer_ptms(angles[:, 0], w(0))
     v = r0[..., 0] + r0[..., 3]  # Bloch 4-vectors of U_i|0⟩ (|0⟩⟨0| = (I + Z)/2): (B, n, 4)
     c = v[:, 0]
     for i in range(1, n):
         c = (c[:, :, None] * v[:, i, None, :]).reshape(b, -1)
     c = cnots(c, 0)
     for layer in range(1, layers):
-        c = cnots(_apply_local(c, _layer_ptms(angles[:, layer], weights[layer]) @ noise), layer)
+        c = cnots(_apply_local(c, _layer_ptms(angles[:, layer], w(layer)) @ noise), layer)
     leak = noise[:, [0, 3]][:, :, [1, 2]]  # X, Y components feeding I, Z: not population-closed
     if bool((leak.abs() > 1e-14).any()):
         c = _apply_local(c, noise.expand(b, n, 4, 4))
