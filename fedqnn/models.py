@@ -28,13 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedqnn.quantum.density import EXACT_MAX_QUBITS
+from fedqnn.quantum.qpu import qpu_expectations
+from fedqnn.quantum.readout import as_confusion
 from fedqnn.quantum.shots import sample_expectations
-from fedqnn.quantum.statevector import (
-    circuit_state,
-    expectations,
-    num_observables,
-    observable_weights,
-)
+from fedqnn.quantum.statevector import circuit_state, expectations, num_observables
 
 __all__ = ["QuantumLayer", "ClassicalSurrogate", "sample_expectations", "QuantumNeuralOperator", "QuantumClassifier"]
 
@@ -43,7 +41,9 @@ class QuantumLayer(nn.Module):
     """angles (B, L, n) -> expectations (B, 2n - 1); trainable Rot weights (L, n, 3).
 
     ``device="torch"`` uses the plain-torch statevector; any other name builds a PennyLane QNode
-    on that device (``default.qubit``, ``lightning.qubit``, a hardware plugin).
+    on that device (``default.qubit``, ``lightning.qubit``, a hardware plugin). On ``torch`` with
+    a QPU calibration, ``diff_method="parameter-shift"`` measures the gradient by shifted circuits
+    with shots (``fedqnn.quantum.shift``); any other value: straight-through (exact ∂μ).
     """
 
     def __init__(
@@ -52,6 +52,7 @@ class QuantumLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.qubits, self.layers, self.device, self.shots = qubits, layers, device, shots
+        self.diff_method = diff_method  # torch device: "parameter-shift" = shot-measured shifts
         g = torch.Generator().manual_seed(seed)
         self.weights = nn.Parameter(torch.rand((layers, qubits, 3), generator=g, dtype=torch.float64) * 2 * math.pi)
         self._qnode = None
@@ -62,29 +63,43 @@ class QuantumLayer(nn.Module):
         self.out_features = num_observables(qubits)
         self.shot_generator: torch.Generator | None = None
         self.depolarizing = 0.0
-        self.readout_error = 0.0
+        self.readout_error: float | torch.Tensor = 0.0
+        self.confusion: torch.Tensor | None = None  # (n, 2, 2) readout matrices, None = perfect
+        self.channel: torch.Tensor | None = None  # extra per-qubit superoperator after D_p
+        self.exact_max_qubits = EXACT_MAX_QUBITS  # wider: the trajectory fallback (fedqnn.quantum.qpu)
 
-    def set_noise(self, p: float, r: float, shots: int) -> None:
-        """Simulate a QPU: depolarising p per qubit per layer (Pauli trajectories), readout error r
-        (exact shrink (1 - 2r)^m), ``shots`` per expectation (0 = analytic)."""
-        if self._qnode is not None and (p > 0 or r > 0):
+    def set_noise(
+        self, p: float, r: float | torch.Tensor, shots: int, channel: torch.Tensor | None = None
+    ) -> None:
+        """Simulate a QPU in training (``fedqnn.quantum.qpu``): depolarising p per qubit per layer
+        (exact density matrix up to EXACT_MAX_QUBITS), readout error ``r`` (a bit-flip
+        probability, or (n, 2, 2) confusion matrices), ``shots`` bitstrings per sample with every
+        observable estimated from the same shots (0 = the exact noisy expectation); ``channel``
+        an optional extra single-qubit superoperator after D_p (e.g. T1/T2 relaxation)."""
+        noisy = p > 0 or channel is not None or (float(r) > 0 if not isinstance(r, torch.Tensor) else True)
+        if self._qnode is not None and noisy:
             raise ValueError("model.device: gate and readout noise are simulated on model.device=torch")
-        self.depolarizing, self.readout_error, self.shots = float(p), float(r), int(shots)
+        self.depolarizing, self.readout_error, self.shots = float(p), r, int(shots)
+        self.confusion = as_confusion(r, self.qubits)
+        self.channel = channel
 
     def forward(self, angles: torch.Tensor) -> torch.Tensor:
         if self._qnode is not None:
             return self._qnode(self.weights, angles)
-        noisy = self.training and self.depolarizing > 0
-        state = circuit_state(
-            angles, self.weights, depolarizing=self.depolarizing if noisy else 0.0,
-            generator=self.shot_generator,
+        if not self.training or (self.depolarizing <= 0 and self.confusion is None and not self.shots
+                                 and self.channel is None):
+            return expectations(circuit_state(angles, self.weights))
+        if self.diff_method == "parameter-shift" and self.shots and self.qubits <= self.exact_max_qubits:
+            from fedqnn.quantum.shift import parameter_shift_expectations
+
+            return parameter_shift_expectations(
+                angles, self.weights, p=self.depolarizing, confusion=self.confusion, shots=self.shots,
+                generator=self.shot_generator, channel=self.channel,
+            )
+        return qpu_expectations(
+            angles, self.weights, p=self.depolarizing, confusion=self.confusion, shots=self.shots,
+            generator=self.shot_generator, channel=self.channel, exact_max_qubits=self.exact_max_qubits,
         )
-        e = expectations(state)
-        if self.training and self.readout_error > 0:
-            e = e * (1.0 - 2.0 * self.readout_error) ** observable_weights(self.qubits)
-        if self.training and self.shots:
-            e = sample_expectations(e, self.shots, self.shot_generator)
-        return e
 
     def __getstate__(self) -> dict[str, Any]:  # QNodes do not pickle; rebuilt on load
         state = self.__dict__.copy()

@@ -3,13 +3,18 @@
 A QPU's calibration (Flower-free, deterministic from the run seed and the node name):
 
 * ``p``: depolarising probability per qubit per layer. After every layer each qubit goes through
-  D_p(ρ) = (1 - p) ρ + p/3 (XρX + YρY + ZρZ). Simulated by Pauli trajectories on the statevector:
-  with probability p a uniformly random X, Y or Z is applied (one draw per sample, qubit and
-  layer); the average over trajectories is exactly the channel.
-* ``r``: symmetric readout error. Each measured bit flips with probability r, so an observable
-  of weight m (Z_i: m = 1, Z_i Z_j: m = 2) is shrunk exactly by (1 - 2r)^m.
-* ``shots``: S samples per expectation value; 0 means analytic. A ±1-valued observable with mean
-  μ is estimated by 2K/S - 1, K ~ Binomial(S, (1 + μ)/2) (variance (1 - μ²)/S).
+  D_p(ρ) = (1 - p) ρ + p/3 (XρX + YρY + ZρZ). Simulated exactly (the density matrix,
+  :mod:`fedqnn.quantum.density`) up to ``EXACT_MAX_QUBITS`` = 10 qubits, so every shot has its own
+  errors; wider registers fall back to Pauli trajectories (:func:`pauli_trajectory_gates`: with
+  probability p a uniformly random X, Y or Z, one draw per sample, qubit and layer; the average
+  over trajectories is exactly the channel; ``fedqnn.quantum.qpu`` states the variance excess).
+* ``r``: symmetric readout error. Each measured bit flips with probability r: the confusion
+  matrix [[1 - r, r], [r, 1 - r]] acts on the outcome distribution, so an observable of weight m
+  (Z_i: m = 1, Z_i Z_j: m = 2) is shrunk exactly by (1 - 2r)^m.
+* ``shots``: S bitstrings per sample, counts ~ Multinomial(S, P_read); every observable is
+  estimated from the same counts, so a ±1 observable with channel mean μ has variance (1 - μ²)/S
+  and ⟨Z_0⟩, ⟨Z_0 Z_1⟩ covary as on hardware (:mod:`fedqnn.quantum.readout`); 0 means analytic
+  (the exact noisy expectation).
 
 Shrink factor (how much the noise scales the measured signal and hence the gradient),
 under the global-depolarising approximation used by the CEAS stamp:
@@ -173,8 +178,9 @@ def simulated_shrink(
         c = Σ ⟨e_noisy, e_clean⟩ / Σ ⟨e_clean, e_clean⟩
 
     over the probe inputs, with e the 2n - 1 readout expectations, e_noisy averaged over
-    ``trajectories`` Pauli trajectories (the depolarising channel) and multiplied by the exact
-    readout shrink (1 - 2r)^m. The product formula (1 - 4p/3)^(L n) (1 - 2r)^m overstates the
+    ``trajectories`` Pauli trajectories (an unbiased estimate of the depolarising channel's mean,
+    which is all c needs; the per-shot statistics of training do not enter) and multiplied by the
+    exact readout shrink (1 - 2r)^m. The product formula (1 - 4p/3)^(L n) (1 - 2r)^m overstates the
     shrink (Z errors before a Z readout do not flip it; errors in the light cone's shadow do
     nothing): docs/ceas.md shows both against simulation.
     """

@@ -49,6 +49,10 @@ def _metric_panel(ax: Any, rows: list[dict[str, Any]], metric: str) -> None:
         pts = [(r["round"], r["eval"][k]) for r in done if r["eval"].get(k) is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=PLAIN.get(k, k))
+    noisy = [(r["round"], r["eval_noisy"][metric]) for r in rows  # the reference QPU (fedqnn/noisy_eval.py)
+             if (r.get("eval_noisy") or {}).get(metric) is not None]
+    if noisy:
+        ax.plot(*zip(*noisy), marker="x", ls="--", label=f"{PLAIN.get(metric, metric)} on a reference QPU")
     _shade_skipped(ax, rows)
     ax.set_ylabel(AXIS.get(metric, metric))
     ax.set_title("global model on the server's test set")

@@ -167,9 +167,9 @@ def call(plugins: Sequence[RoundPlugin], hook: str, *args: Any) -> None:
 #: The built-ins (names in :data:`fedqnn.registry.PLUGINS`, each a factory that returns None
 #: when its subsystem is off), in run order. The order is the pipeline: the adversary asks for
 #: Bell pairs and QKD for key pairs before the broker serves; the planner plans on what the
-#: broker served; the verifier signs last, over the final instruction. The config's ``plugins``
-#: come next, and ``progress`` last.
-BUILTINS = ("manifest", "adversary", "qkd", "broker", "partitions", "verifier")
+#: broker served; the verifier signs last, over the final instruction; ``noisy_eval`` only adds
+#: ``eval_noisy`` to the row. The config's ``plugins`` come next, then ``progress`` and ``tracking``.
+BUILTINS = ("manifest", "adversary", "qkd", "broker", "partitions", "verifier", "noisy_eval")
 LAST = ("progress", "tracking")
 
 

@@ -241,6 +241,7 @@ PLUGINS = Registry("plugins", "fedqnn.plugins", {  # factories cfg -> RoundPlugi
     "broker": "fedqnn.network.round_plugin:from_config",
     "partitions": "fedqnn.partitions.round_plugin:from_config",
     "verifier": "fedqnn.security.round_plugins:verifier_from_config",
+    "noisy_eval": "fedqnn.noisy_eval:from_config",
     "progress": "fedqnn.progress:from_config",
     "tracking": "fedqnn.tracking:from_config",
 })

@@ -35,7 +35,7 @@ def train_local(
     """``train.epochs`` epochs of ``train.optimizer`` (Adam or SGD) on shuffled mini-batches.
 
     The learning rate of round r is lr x lr_decay^(r - 1). Shuffling draws from the stream
-    (seed, ``stream``, round, partition-id) and the QPU's noise (Pauli trajectories, shots) from
+    (seed, ``stream``, round, partition-id) and the QPU's noise (shots; trajectories when used) from
     (seed, ``noise_stream``, round, partition-id), so a run repeats exactly and the noise can be
     resampled with the data order fixed.
     """

@@ -20,8 +20,9 @@ Noise simulation. Two exact-in-expectation methods, both differentiable w.r.t. a
 * ``trajectory`` (default): one Pauli trajectory per batch element, sampled from a seeded
   ``torch.Generator`` (the errors are constant gates, so autograd goes through the circuit; each
   trajectory's value and gradient are unbiased samples of the channel's). Memory 16 B 2^n bytes,
-  the only choice for wide ``circuit`` registers, and the way ``fedqnn.noise`` already simulates
-  QPU noise; the extra variance is of the order of shot noise.
+  the only choice for wide ``circuit`` registers (``QuantumLayer``'s wide-register fallback does
+  the same). All S shots of a sample share its trajectory, so an S-shot estimate's variance
+  exceeds the per-shot (1 − μ²)/S by (1 − 1/S) Var_τ(μ_τ) (``fedqnn.quantum.qpu``).
 * ``density``: the density matrix as a 2n-wire tensor (U on the ket wires, U* on the bra wires,
   a Pauli channel as a probability-weighted sum). Exact, deterministic, 16 B 4^n bytes: for
   small registers (n <= 8) and as the reference the tests compare trajectories against.

@@ -10,9 +10,14 @@ Noise:
 * Bell-pair noise at the cuts (``pair_fidelity`` F < 1) belongs to the partitioned execution
   itself, so it is applied in training *and* evaluation (``density`` evaluates it exactly,
   ``trajectory`` samples it from the layer's seeded generator);
-* the QPU calibration of ``set_noise(p, r, shots)`` is applied in training only, exactly as in
-  QuantumLayer (depolarising p per qubit per layer, readout shrink (1 − 2r)^m, S shots with a
-  straight-through gradient).
+* the QPU calibration of ``set_noise(p, r, shots)`` is applied in training only, measured as in
+  QuantumLayer (``fedqnn.quantum.readout``): depolarising p per qubit per layer inside the
+  partitioned simulation, readout confusion on the outcome distribution, S bitstrings per sample
+  with every observable from the same shots, straight-through gradient. With ``density`` the
+  gate and pair noise are the exact channel, so each shot has its own errors (variance
+  (1 − μ²)/S, as on hardware); with ``trajectory`` one Pauli trajectory per sample is shared by
+  its S shots, which overstates the variance by (1 − 1/S) Var_τ(μ_τ) (the wide-register
+  approximation of ``fedqnn.quantum.qpu._trajectory_fallback`` with K = 1).
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from fedqnn.partitions.circuit import (
     simulate,
 )
 from fedqnn.partitions.spec import pair_fidelity, split_qpus
-from fedqnn.quantum.shots import sample_expectations
-from fedqnn.quantum.statevector import num_observables, observable_weights
+from fedqnn.quantum.readout import apply_confusion, as_confusion, measure
+from fedqnn.quantum.statevector import num_observables
 
 __all__ = ["PartitionedQuantumLayer", "build_layer"]
 
@@ -70,11 +75,14 @@ class PartitionedQuantumLayer(nn.Module):
         self.shot_generator: torch.Generator | None = None
         self._generator: torch.Generator | None = None
         self.depolarizing, self.readout_error, self.shots = 0.0, 0.0, 0
+        self.confusion: torch.Tensor | None = None
 
     # -- QuantumLayer's interface --------------------------------------------------------------
-    def set_noise(self, p: float, r: float, shots: int) -> None:
-        """The client QPU's calibration (training only), as QuantumLayer.set_noise."""
-        self.depolarizing, self.readout_error, self.shots = float(p), float(r), int(shots)
+    def set_noise(self, p: float, r: float | torch.Tensor, shots: int) -> None:
+        """The client QPU's calibration (training only), as QuantumLayer.set_noise: ``r`` a
+        bit-flip probability or (n, 2, 2) readout confusion matrices."""
+        self.depolarizing, self.readout_error, self.shots = float(p), r, int(shots)
+        self.confusion = as_confusion(r, self.qubits)
 
     @property
     def generator(self) -> torch.Generator:
@@ -93,12 +101,12 @@ class PartitionedQuantumLayer(nn.Module):
             cut_mask=self.cut_mask if self.cut_mask.numel() else None, method=self.method,
             generator=self.generator, depolarizing=p,
         )
-        e = expectations_from_probs(probs)
-        if self.training and self.readout_error > 0:
-            e = e * (1.0 - 2.0 * self.readout_error) ** observable_weights(self.qubits)
-        if self.training and self.shots:
-            e = sample_expectations(e, self.shots, self.generator)
-        return e
+        if not self.training or (self.confusion is None and not self.shots):
+            return expectations_from_probs(probs)
+        probs = probs.reshape(probs.shape[0], -1)
+        if self.confusion is not None:
+            probs = apply_confusion(probs, self.confusion)
+        return measure(probs, self.shots, self.generator)
 
     # -- partitions ----------------------------------------------------------------------------
     def set_cut_mask(self, mask: torch.Tensor | Sequence[bool]) -> None:

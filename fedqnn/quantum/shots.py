@@ -1,4 +1,9 @@
-"""Finite-shot sampling of ±1-valued observables (shared by the model and the partitioned layer)."""
+"""Independent binomial shot sampling of ±1-valued observables (the pre-issue-15 model).
+
+QuantumLayer and PartitionedQuantumLayer now measure with :func:`fedqnn.quantum.readout.measure`
+(all observables from the same multinomial bitstrings); this independent-binomial estimator is
+kept for its users outside the layers and as part of the negative control
+``fedqnn.quantum.qpu._legacy_shared_trajectory``."""
 
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def test_the_run_figure(run) -> None:
     assert not any("rel_l2" in t for t in texts)  # plain names only
     assert metric.get_ylabel() == "relative L2 error (lower is better)"
     assert {ln.get_label() for ln in metric.lines} == {"relative L2 error (training resolution)",
-                                                        "relative L2 error (unseen resolution)"}
+                                                        "relative L2 error (unseen resolution)",
+                                                        "relative L2 error (training resolution) on a reference QPU"}
     assert {ln.get_label() for ln in loss.lines} == {"train loss (clients, weighted mean)", "test loss (server)"}
     for ax in fig.axes:
         assert ax.get_xlabel() == "round" and ax.get_ylabel()

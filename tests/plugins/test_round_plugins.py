@@ -88,10 +88,10 @@ def test_negative_control_a_plugin_without_state_does_not_survive(tmp_path: Path
 
 def test_the_builtins_run_in_pipeline_order_and_off_ones_are_left_out(tmp_path: Path, outside: Any) -> None:
     names = [p.name for p in build_plugins(_cfg(tmp_path, [f"{MODULE}:Tally", f"{MODULE}:off"], progress=True))]
-    assert names == ["manifest", "adversary", "broker", "verifier", "tally", "progress"]  # no qkd, partitions
+    assert names == ["manifest", "adversary", "broker", "verifier", "noisy_eval", "tally", "progress"]  # no qkd, partitions
     names = [p.name for p in build_plugins(_cfg(tmp_path, [], auth="qkd", **{"partition.kind": "unitary", "model.layers": 2}))]
-    assert names == ["manifest", "adversary", "qkd", "broker", "partitions", "verifier"]
-    assert [p.name for p in build_plugins(_cfg(tmp_path, [], auth="off", **{"broker.policy": "off"}))] == ["manifest", "adversary"]
+    assert names == ["manifest", "adversary", "qkd", "broker", "partitions", "verifier", "noisy_eval"]
+    assert [p.name for p in build_plugins(_cfg(tmp_path, [], auth="off", **{"broker.policy": "off"}))] == ["manifest", "adversary", "noisy_eval"]
 
 
 @pytest.mark.parametrize(("paths", "match"), [

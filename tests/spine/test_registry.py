@@ -105,8 +105,8 @@ def test_groups_and_plugins_registry() -> None:
     assert {r.group for r in (STRATEGIES, ATTACKS, POLICIES, SCHEDULERS, TASKS, PLUGINS)} == {
         "fedqnn.strategies", "fedqnn.attacks", "fedqnn.broker_policies", "fedqnn.schedulers",
         "fedqnn.tasks", "fedqnn.plugins"}
-    assert list(PLUGINS) == ["manifest", "adversary", "qkd", "broker", "partitions", "verifier", "progress",
-                             "tracking"]
+    assert list(PLUGINS) == ["manifest", "adversary", "qkd", "broker", "partitions", "verifier", "noisy_eval",
+                             "progress", "tracking"]
 
 
 def test_builtin_tables_match_the_modules_that_define_them() -> None:
