@@ -18,7 +18,7 @@ def test_too_few_nodes_fail_fast_with_the_fix(tmp_path) -> None:
     with pytest.raises(RuntimeError) as err:
         run_server(LocalGrid(2), cfg)
     waited = time.monotonic() - t0
-    assert 1.0 <= waited < 5.0
+    assert 1.0 <= waited < 60.0  # it waited for connect_timeout, not the old 600 s (loose: a busy CI machine)
     msg = str(err.value)
     assert "only 2 of 3 nodes connected" in msg and "clients = 3" in msg
     assert 'flwr run . --federation-config "num-supernodes=3 client-resources-num-cpus=1"' in msg
@@ -28,8 +28,8 @@ def test_too_few_nodes_fail_fast_with_the_fix(tmp_path) -> None:
 def test_enough_nodes_are_named_without_waiting() -> None:  # control: the same call with 3 nodes
     grid = LocalGrid(3)
     t0 = time.monotonic()
-    names = discover_nodes(grid, 3, timeout=1.0)
-    assert time.monotonic() - t0 < 1.0
+    names = discover_nodes(grid, 3, timeout=60.0)
+    assert time.monotonic() - t0 < 30.0  # did not sit out the timeout
     assert sorted(names.values()) == ["node-0", "node-1", "node-2"]
 
 
