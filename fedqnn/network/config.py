@@ -34,7 +34,7 @@ def _b(default: Any, kind: Any, help: str, **kw: Any) -> BrokerField:
 
 
 BROKER_FIELDS: dict[str, BrokerField] = {
-    "policy": _b("aware", str, "scheduling policy: aware, oblivious, random, oracle, or a plug-in "
+    "policy": _b("aware", str, "scheduling policy: aware, oblivious, random, oracle, jit, full, or a plug-in "
                  "from the fedqnn.broker_policies entry-point group"),
     # network
     "topology": _b("ring", str, "ring (ring with random chords), grid, star, geometric or file",

@@ -34,6 +34,13 @@ Built-ins:
 ``random``
     The aware inventory management, but participant eligibility ignores link state (every
     node is eligible).
+``jit`` (trivial baseline)
+    Just in time: holds no stock; each link heralds only against the demand pending on it
+    (``want = max(pending - stock, 0)``), with aware's budgeted cut-offs, hand-over check and
+    eligibility test.
+``full`` (trivial baseline)
+    Full memories (``want = capacity - stock``) with aware's budgeted cut-offs, hand-over
+    check and eligibility test: the most stock the memories allow.
 ``oracle``
     The aware policy with clairvoyant demand: it is told the next round's exact demand
     (``Broker.announce``), so it stocks exactly what will be used. Without an announcement it
@@ -63,6 +70,8 @@ __all__ = [
     "ObliviousPolicy",
     "RandomPolicy",
     "OraclePolicy",
+    "JitPolicy",
+    "FullPolicy",
     "POLICIES",
     "get_policy",
     "policy_names",
@@ -184,6 +193,26 @@ class OraclePolicy(AwarePolicy):
 
     name = "oracle"
     clairvoyant = True
+
+
+class JitPolicy(BrokerPolicy):
+    """Trivial baseline, no stock: want_e = max(pending_e - stock_e, 0) (generate only against
+    the demand pending on link e; aware's cut-offs, hand-over check and eligibility)."""
+
+    name = "jit"
+
+    def want(self, b: Broker, pending_link: NDArray[np.int64], steps_to_next: int) -> NDArray[np.int64]:
+        return np.maximum(pending_link - b.inv.stored, 0).astype(np.int64)
+
+
+class FullPolicy(BrokerPolicy):
+    """Trivial baseline, full memories: want_e = capacity_e - stock_e (aware's budgeted
+    cut-offs, hand-over check and eligibility)."""
+
+    name = "full"
+
+    def want(self, b: Broker, pending_link: NDArray[np.int64], steps_to_next: int) -> NDArray[np.int64]:
+        return (b.inv.capacity - b.inv.stored).astype(np.int64)
 
 
 # POLICIES (fedqnn.registry) names the built-ins lazily: "aware" -> "fedqnn.network.policies:AwarePolicy".
