@@ -6,6 +6,13 @@ policy, so policies face the same demand). Demand is fixed from outside: K x pai
 per round whatever the eligible set; if fewer than K nodes are eligible the shortfall stays
 requested and undelivered (``served`` counts it; ``broker_served`` is the broker's own
 delivered / requested).
+
+Common random numbers: with ``common_outages`` (the default) the link outages come from a
+stream of their own (:meth:`Broker.common_outages`), so every policy meets the same outages on
+the same seed; otherwise they share the broker's generation stream and a policy that
+generates differently also sees other outages (the issue-4 measurements; an outage of a link
+next to the server takes many paths down for rounds, the largest source of variance between
+seeds).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ def run_broker(
     reject_fraction: float = 0.0,
     drain_fraction: float = 0.0,
     drain_pairs: int = 0,
+    common_outages: bool = True,
 ) -> dict[str, Any]:
     """Run ``rounds`` rounds; return run totals, regime and per-round records.
 
@@ -41,6 +49,8 @@ def run_broker(
     names = [f"node-{i}" for i in range(n_nodes)]
     pi = float(participation if participation is not None else cfg.get("participation", 0.5))
     broker = Broker.from_config({**cfg, "participation": pi}, names, seed)
+    if common_outages:
+        broker.common_outages()
     q = broker.cfg["pairs_per_node"]
     k = max(1, int(round(pi * n_nodes)))
     perms = [rng(seed, "selection", r).permutation(n_nodes) for r in range(rounds + 1)]
