@@ -228,6 +228,7 @@ POLICIES = Registry("broker.policy", "fedqnn.broker_policies", {
     "oracle": "fedqnn.network.policies:OraclePolicy",
     "jit": "fedqnn.network.policies:JitPolicy",
     "full": "fedqnn.network.policies:FullPolicy",
+    "lookahead": "fedqnn.network.policies:LookaheadPolicy",
 })
 SCHEDULERS = Registry("method", "fedqnn.schedulers", {
     name: f"fedqnn.scheduling.methods:solve_{name.replace('-', '_')}"

@@ -151,11 +151,15 @@ class Broker(_Provisioning, _Cutoffs, _Delivery, _Ledger):
         return float(self._servable(True).mean())
 
     def eligible(self, rnd: int) -> list[str]:
-        """Nodes whose link/path state can serve this round (every node for ``random``)."""
+        """Nodes whose link/path state can serve this round (every node for ``random``): the
+        policy's :meth:`~fedqnn.network.policies.BrokerPolicy.servable` test, else
+        :meth:`_servable` (fresh stock plus expected generation covers a request)."""
         self._warm_up(rnd)
         if not self.policy.link_state_eligibility:
             return list(self.node_names)
-        ok = self._servable(self.policy.age_aware)
+        ok = self.policy.servable(self)  # a policy's own test, or None for the broker's
+        if ok is None:
+            ok = self._servable(self.policy.age_aware)
         return [n for n, k in zip(self.node_names, ok) if k]
 
     # ------------------------------------------------------------------ time
