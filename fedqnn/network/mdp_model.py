@@ -140,7 +140,7 @@ class _Delivery:
     """Deterministic delivery from (joint state, pending-rank) to (joint state, pending-rank)."""
 
     next_j: NDArray[np.int64]  # (J, PR)
-    next_pr: NDArray[np.int64]  # (PR,) per (J, PR) below: (J, PR)
+    next_pr: NDArray[np.int64]  # (J, PR)
     delivered: NDArray[np.float64]  # (J, PR)
     used: NDArray[np.float64]  # (J, PR)
 
@@ -220,45 +220,46 @@ class BrokerMDP:
         return int(sum(i * st for i, st in zip(link_states, self.strides)))
 
     # ------------------------------------------------------------------ delivery
-    def _grant_table(self) -> dict[tuple[tuple[int, ...], int], NDArray[np.int64]]:
-        """The broker's grants for every (stocks, pending-rank), from its own ``_grants``."""
-        b, table = self.b, {}
+    def _grant_table(self) -> NDArray[np.int64]:
+        """The broker's grants (combos, PR, N) for every stocks combination and pending-rank,
+        from its own ``_grants``; combos are indexed by mixed radix over ``C_e + 1``."""
+        b, nr = self.b, len(self.ranks)
+        combos = list(itertools.product(*[range(ls.C + 1) for ls in self.links]))
+        table = np.zeros((len(combos), self.PR, self.N), dtype=np.int64)
         saved = b.inv.stored.copy()
         b.inv.up[:] = True
-        for stocks in itertools.product(*[range(ls.C + 1) for ls in self.links]):
+        for c, stocks in enumerate(combos):
             b.inv.stored = np.array(stocks, dtype=np.int64)
-            for pi_, pend in enumerate(self.pendings):
+            for p, pend in enumerate(self.pendings):
                 for r, perm in enumerate(self.ranks):
                     rank = np.empty(self.N, dtype=np.int64)
                     rank[np.array(perm)] = np.arange(self.N)
-                    table[(stocks, pi_ * len(self.ranks) + r)] = b._grants(np.array(pend, dtype=np.int64), rank)
+                    table[c, p * nr + r] = b._grants(np.array(pend, dtype=np.int64), rank)
         b.inv.stored = saved
         return table
 
     def _delivery_table(self) -> _Delivery:
+        """Grants of every (joint state, pending-rank), the oldest pairs taken on each link."""
         grants = self._grant_table()
-        J, PR, nr = self.J, self.PR, len(self.ranks)
-        next_j = np.zeros((J, PR), dtype=np.int64)
-        next_pr = np.zeros((J, PR), dtype=np.int64)
-        delivered = np.zeros((J, PR))
-        used = np.zeros((J, PR))
+        nr = len(self.ranks)
+        radix = np.array([int(np.prod([ls.C + 1 for ls in self.links[e + 1:]])) for e in range(self.L)])
+        combo = self.stock @ radix  # (J,)
+        g = grants[combo]  # (J, PR, N)
+        usage = g @ self.incidence  # (J, PR, L)
+        next_j = np.zeros((self.J, self.PR), dtype=np.int64)
+        for e, ls in enumerate(self.links):
+            t = ls.take[self.link_idx[e][:, None], usage[:, :, e]]
+            if (t < 0).any():
+                raise AssertionError("a grant exceeds a link's stock")
+            next_j += t * int(self.strides[e])
+        pend = np.array(self.pendings, dtype=np.int64)[np.arange(self.PR) // nr]  # (PR, N)
+        left = pend[None, :, :] - g
+        p_idx = np.zeros(left.shape[:2], dtype=np.int64)
+        for i in range(self.N):
+            p_idx = p_idx * (self.q + 1) + left[:, :, i]
+        next_pr = p_idx * nr + (np.arange(self.PR) % nr)[None, :]
         hops = self.b.hops.astype(float)
-        for j in range(J):
-            stocks = tuple(int(x) for x in self.stock[j])
-            for pr in range(PR):
-                g = grants[(stocks, pr)]
-                usage = g @ self.incidence
-                nj = 0
-                for e, ls in enumerate(self.links):
-                    t = ls.take[self.link_idx[e][j], usage[e]]
-                    assert t >= 0, "a grant exceeds a link's stock"
-                    nj += int(t) * int(self.strides[e])
-                pend = np.array(self.pendings[pr // nr]) - g
-                next_j[j, pr] = nj
-                next_pr[j, pr] = self.pr_index(tuple(int(x) for x in pend), pr % nr)
-                delivered[j, pr] = float(g.sum())
-                used[j, pr] = float(g @ hops)
-        return _Delivery(next_j=next_j, next_pr=next_pr, delivered=delivered, used=used)
+        return _Delivery(next_j=next_j, next_pr=next_pr, delivered=g.sum(axis=2).astype(float), used=g @ hops)
 
     # ------------------------------------------------------------------ steps
     def matrix(self, a: int) -> sparse.csr_matrix:
@@ -281,6 +282,8 @@ class BrokerMDP:
         with pending vector p (the rank is not shown to policies), called through the broker
         itself with its inventory set to state j (``plan`` once, at the learnt-demand prior)."""
         b = self.b
+        if not policy.age_aware:
+            raise ValueError(f"policy {policy.name!r} is not age-aware: the MDP has the budgeted cut-offs only")
         policy.plan(b, 1)
         saved = b.inv.state_dict()
         n_p = len(self.pendings)

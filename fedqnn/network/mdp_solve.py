@@ -99,14 +99,13 @@ def _iterate(
     mdp: BrokerMDP, fixed: NDArray[np.int64] | None, weights: Weights | None, tol: float, max_iter: int
 ) -> Solution:
     W = np.zeros(mdp.J)
-    lo = hi = 0.0
-    for it in range(1, max_iter + 1):
+    lo, hi, it = -np.inf, np.inf, 0
+    while it < max_iter and hi - lo >= tol * max(1.0, abs(hi) if np.isfinite(hi) else 1.0):
         TW, _ = backup(mdp, W, fixed, weights)
         diff = TW - W
         lo, hi = float(diff.min()), float(diff.max())
         W = TW - TW[mdp.empty]
-        if hi - lo < tol * max(1.0, abs(hi)):
-            break
+        it += 1
     acts = None
     if fixed is None:
         _, acts = backup(mdp, W, None, weights, keep_actions=True)
