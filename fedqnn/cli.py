@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attack-matrix": ("fedqnn.attack_matrix", "run an attack x defence grid and write results.csv"),
     "schedule": ("fedqnn.scheduling.cli", "place tasks on QPUs / solve GAP instances"),
     "bench": ("fedqnn.bench", "benchmarks that print side-by-side ratios"),
+    "broker": ("fedqnn.network.cli", "the entanglement broker alone: fixed-demand runs and the solved MDP"),
     "keys": ("fedqnn.security.cli", "node keys, CA and server certificates, SuperNode auth keys"),
 }
 
