@@ -76,9 +76,11 @@ def resolve_policy(name: str) -> str:
     return str(BROKER_FIELDS["policy"].default) if name == "default" else name
 
 
-def _measures(mdp: BrokerMDP, actions: Any) -> dict[str, float]:
+def _measures(mdp: BrokerMDP, actions: Any, full: bool = True) -> dict[str, float]:
     """Reward, served (delivered / expected demand) and utilization (used / (used + expired))."""
     reward = evaluate(mdp, actions).gain
+    if not full:
+        return {"reward": reward}
     d = evaluate(mdp, actions, (1.0, 0.0, 0.0)).gain
     x = evaluate(mdp, actions, (0.0, 1.0, 0.0)).gain
     u = evaluate(mdp, actions, (0.0, 0.0, 1.0)).gain
@@ -90,24 +92,25 @@ def compare(
     names: list[str] | None = None,
     policies: list[str] | None = None,
     waste_cost: float = WASTE_COST,
+    measures: bool = True,
 ) -> list[dict[str, Any]]:
     """One record per instance: the optimal reward, the default policy's and its gap, and
-    every policy's reward, gap, served and utilization (``policies`` beside ``default``)."""
+    every policy's reward, gap, served and utilization (``policies`` beside ``default``;
+    ``measures=False``: rewards and gaps only)."""
     out = []
     default = resolve_policy("default")
     pols = [default, *[resolve_policy(p) for p in (policies or []) if resolve_policy(p) != default]]
     for name in names or list(INSTANCES):
         mdp = build(name, waste_cost)
         opt = solve(mdp)
-        best = _measures(mdp, opt.actions)
-        rec: dict[str, Any] = {
-            "instance": name, "held_out": name in HELD_OUT, "optimal": opt.gain, "policy": default,
-            "optimal_served": best["served"], "optimal_utilization": best["utilization"],
-            "waste_cost": waste_cost, **mdp.describe(),
-        }
+        rec: dict[str, Any] = {"instance": name, "held_out": name in HELD_OUT, "optimal": opt.gain,
+                               "policy": default, **mdp.describe()}
+        if measures:
+            best = _measures(mdp, opt.actions)
+            rec["optimal_served"], rec["optimal_utilization"] = best["served"], best["utilization"]
         rec["policies"] = {}
         for p in pols:
-            m = _measures(mdp, mdp.policy_actions(get_policy(p)))
+            m = _measures(mdp, mdp.policy_actions(get_policy(p)), measures)
             m["gap"] = (opt.gain - m["reward"]) / abs(opt.gain) if opt.gain else 0.0
             rec["policies"][p] = m
         rec["default"] = rec["policies"][default]["reward"]
