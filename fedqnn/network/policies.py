@@ -244,14 +244,17 @@ class LookaheadPolicy(AwarePolicy):
     pairs outlive several rounds (docs/broker.md). Lead time and just-in-time generation are
     aware's.
 
-    Eligibility: node i may be selected when its path is up and every link e on it satisfies
+    Eligibility: with v_e the pairs on link e still valid next step, d_e = sum_{j on e} pi_j
+    q_j m_j its expected demand and d_i node i's own share, node i's margin is
 
-        v_e + max(g_e - z_s sqrt(g_e), 0) - (d_e - d_i) >= q m_i,
+        M_i = min_{e on path(i)} [v_e + max(g_e - z_s sqrt(g_e), 0) - (d_e - d_i)] - q m_i
 
-    v_e the pairs still valid next step, d_e = sum_{j on e} pi_j q_j m_j the expected demand
-    on e and d_i node i's own share (so d_e - d_i is the other nodes' expected demand), q m_i
-    its request in raw pairs per hop; z_s = ``ELIGIBILITY_Z`` = 0.75 (P(Poisson heralds >=
-    mean - z_s sd) ~ 0.77; tuned on seeds 0-9, docs/broker.md). aware's test counts the whole
+    (stock plus conservative in-window generation, less the other nodes' expected demand on
+    the link, against its request of q m_i raw pairs per hop; z_s = ``ELIGIBILITY_Z`` = 0.75,
+    P(Poisson heralds >= mean - z_s sd) ~ 0.77, tuned on seeds 0-9, docs/broker.md). Eligible:
+    the nodes with an up path and M_i >= 0; when fewer than K = round(participation x nodes)
+    pass, the nodes that pass aware's test are added by decreasing M_i up to K, so the test
+    never leaves the fixed demand short where aware's would not. aware's test counts the whole
     link's stock and mean generation for every node through the link.
     """
 
@@ -281,9 +284,14 @@ class LookaheadPolicy(AwarePolicy):
         low = np.maximum(g - self.ELIGIBILITY_Z * np.sqrt(g), 0.0)
         own = b.participation_estimate() * b.demand_estimate() * b.mult  # d_i
         spare = b.inv.valid_after(1) + low - b.link_sum(own)  # v_e + low_e - d_e
-        ext = np.append(spare, np.inf)[b._path_links_t]  # (hops, nodes)
-        ok = (ext.min(axis=0) + own) >= q * b.mult
-        return b.usable & b._path_up() & ok
+        margin = np.append(spare, np.inf)[b._path_links_t].min(axis=0) + own - q * b.mult  # M_i
+        ok = b.usable & b._path_up() & (margin >= 0)
+        k = max(1, int(round(b.cfg["participation"] * b.n_nodes)))
+        short = k - int(ok.sum())
+        if short > 0:  # top up with aware's eligible nodes, best margin first
+            cand = np.flatnonzero(b._servable(True) & ~ok)
+            ok[cand[np.argsort(-margin[cand], kind="stable")[:short]]] = True
+        return ok
 
 
 # POLICIES (fedqnn.registry) names the built-ins lazily: "aware" -> "fedqnn.network.policies:AwarePolicy".
