@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("fedqnn.sweep", "run a grid of configs x seeds and write results.csv"),
     "schedule": ("fedqnn.scheduling.cli", "place tasks on QPUs / solve GAP instances"),
     "bench": ("fedqnn.bench", "benchmarks that print side-by-side ratios"),
+    "broker": ("fedqnn.network.cli", "the entanglement broker alone: fixed-demand runs and the solved MDP"),
     "keys": ("fedqnn.security.cli", "node keys, CA and server certificates, SuperNode auth keys"),
 }
 

@@ -226,6 +226,9 @@ POLICIES = Registry("broker.policy", "fedqnn.broker_policies", {
     "oblivious": "fedqnn.network.policies:ObliviousPolicy",
     "random": "fedqnn.network.policies:RandomPolicy",
     "oracle": "fedqnn.network.policies:OraclePolicy",
+    "jit": "fedqnn.network.policies:JitPolicy",
+    "full": "fedqnn.network.policies:FullPolicy",
+    "lookahead": "fedqnn.network.policies:LookaheadPolicy",
 })
 SCHEDULERS = Registry("method", "fedqnn.schedulers", {
     name: f"fedqnn.scheduling.methods:solve_{name.replace('-', '_')}"

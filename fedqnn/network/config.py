@@ -34,8 +34,8 @@ def _b(default: Any, kind: Any, help: str, **kw: Any) -> BrokerField:
 
 
 BROKER_FIELDS: dict[str, BrokerField] = {
-    "policy": _b("aware", str, "scheduling policy: aware, oblivious, random, oracle, or a plug-in "
-                 "from the fedqnn.broker_policies entry-point group"),
+    "policy": _b("lookahead", str, "scheduling policy: lookahead (default), aware, oblivious, random, "
+                 "oracle, jit, full, or a plug-in from the fedqnn.broker_policies entry-point group"),
     # network
     "topology": _b("ring", str, "ring (ring with random chords), grid, star, geometric or file",
                    choices=("ring", "grid", "star", "geometric", "file")),
@@ -156,7 +156,7 @@ def broker_section(section: Mapping[str, Any], run: Mapping[str, Any]) -> dict[s
     section = dict(section)
     off = section.get("policy") == "off"
     if off:
-        section["policy"] = "aware"
+        section["policy"] = BROKER_FIELDS["policy"].default
     section.setdefault("participation", float(run["fraction_train"]))
     auth = run["auth"]
     if auth == "qkd":

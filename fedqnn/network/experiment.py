@@ -6,6 +6,13 @@ policy, so policies face the same demand). Demand is fixed from outside: K x pai
 per round whatever the eligible set; if fewer than K nodes are eligible the shortfall stays
 requested and undelivered (``served`` counts it; ``broker_served`` is the broker's own
 delivered / requested).
+
+Common random numbers: with ``common_outages`` (the default) the link outages come from a
+stream of their own (:meth:`Broker.common_outages`), so every policy meets the same outages on
+the same seed; otherwise they share the broker's generation stream and a policy that
+generates differently also sees other outages (the issue-4 measurements; an outage of a link
+next to the server takes many paths down for rounds, the largest source of variance between
+seeds).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ def run_broker(
     reject_fraction: float = 0.0,
     drain_fraction: float = 0.0,
     drain_pairs: int = 0,
+    common_outages: bool = True,
+    select: str = "eligible",
 ) -> dict[str, Any]:
     """Run ``rounds`` rounds; return run totals, regime and per-round records.
 
@@ -37,14 +46,21 @@ def run_broker(
     ``drain_fraction`` of the nodes (ceil, drawn from the stream (seed, 'byzantine')) drain:
     each asks ``drain_pairs`` extra pairs every round that it never uses (docs/attacks.md).
     ``honest_served`` is the fraction of the honest participants' demand delivered.
+    ``select = "any"`` draws the K participants among all nodes, whatever the links' state (a
+    node the broker cannot serve stays unserved); ``shortfall`` is the fraction of the K x
+    rounds participants missing because fewer than K nodes were eligible.
     """
+    if select not in ("eligible", "any"):
+        raise ValueError(f"select: expected 'eligible' or 'any', got {select!r}")
     names = [f"node-{i}" for i in range(n_nodes)]
     pi = float(participation if participation is not None else cfg.get("participation", 0.5))
     broker = Broker.from_config({**cfg, "participation": pi}, names, seed)
+    if common_outages:
+        broker.common_outages()
     q = broker.cfg["pairs_per_node"]
     k = max(1, int(round(pi * n_nodes)))
     perms = [rng(seed, "selection", r).permutation(n_nodes) for r in range(rounds + 1)]
-    fixed_requested = 0
+    fixed_requested = selected = 0
     avail = []
     records = []
     rej = rng(seed, "rejections")
@@ -57,8 +73,9 @@ def run_broker(
             ok = broker.usable & broker._path_up()
             nxt = [names[i] for i in perms[r + 1] if ok[i]][:k]
             broker.announce(r + 1, {n: q for n in nxt})
-        eligible = set(broker.eligible(r))
+        eligible = set(broker.eligible(r)) if select == "eligible" else set(names)
         part = [names[i] for i in perms[r] if names[i] in eligible][:k]
+        selected += len(part)
         svc = broker.serve_round(r, part, q, drain=drain)
         honest_asked += q * (k - sum(n in drainers for n in part))  # a shortfall of eligible nodes counts
         honest_got += sum(len(v) for n, v in svc.delivered.items() if n not in drainers)
@@ -73,6 +90,7 @@ def run_broker(
         "utilization": tot["utilization"],
         "served": tot["delivered"] / fixed_requested if fixed_requested else None,
         "broker_served": tot["served"],
+        "shortfall": 1.0 - selected / (k * rounds) if rounds else None,
         "honest_served": honest_got / honest_asked if honest_asked else None,
         "drained": int(sum(rec.get("drained", 0) for rec in records)),
         "mean_consumed_fidelity": tot["mean_consumed_fidelity"],

@@ -7,7 +7,8 @@ availability, key pairs), ``round_record`` and ``round_extras``, the run totals,
 the node ledger and a digest of the final ``state_dict`` (inventory, ledgers, RNG state).
 Floats are compared exactly (JSON keeps ``repr``, which round-trips a float).
 
-Regenerate (only when the broker's *behaviour* is meant to change)::
+Scenarios added later (``default_policy`` and below, issue 17) were recorded when added; the
+earlier ones are unchanged. Regenerate (only when the broker's *behaviour* is meant to change)::
 
     /work/venv/bin/python tests/network/test_broker_regression.py
 """
@@ -26,16 +27,18 @@ from fedqnn.seeding import rng
 
 FIXTURE = Path(__file__).parent / "data" / "broker_regression.json"
 
+AWARE = {"policy": "aware"}  # the issue-4 default, pinned by name since the default changed (issue 17)
+
 # name -> (broker config, nodes, rounds, seed, driver options)
 SCENARIOS: dict[str, tuple[dict[str, Any], int, int, int, dict[str, Any]]] = {
-    "aware_default": ({}, 24, 6, 0, {}),
-    "aware_priority_reject": ({"steps_per_round": 12}, 20, 6, 1, {"priority": True, "reject": 0.3}),
+    "aware_default": ({**AWARE}, 24, 6, 0, {}),
+    "aware_priority_reject": ({**AWARE, "steps_per_round": 12}, 20, 6, 1, {"priority": True, "reject": 0.3}),
     "oblivious_outages": ({"policy": "oblivious", "outage_prob": 0.2, "outage_recovery": 0.4},
                           20, 6, 2, {"reject": 0.2}),
     "random_outages": ({"policy": "random", "outage_prob": 0.15}, 20, 6, 3, {}),
     "oracle_announce": ({"policy": "oracle"}, 20, 6, 4, {"announce": True}),
     "dephasing_purify_swapfail": (
-        {"noise": "dephasing", "B0": 0.05, "F0": 0.9, "F_min": 0.7, "topology": "grid",
+        {**AWARE, "noise": "dephasing", "B0": 0.05, "F0": 0.9, "F_min": 0.7, "topology": "grid",
          "admission": 0.9, "swap_success": 0.7, "steps_per_round": 10},
         24, 6, 5, {"priority": True, "reject": 0.2},
     ),
@@ -44,14 +47,23 @@ SCENARIOS: dict[str, tuple[dict[str, Any], int, int, int, dict[str, Any]]] = {
          "purify_protocol": "bbpssw"},
         12, 5, 6, {},
     ),
-    "quota_deadline_short_R": ({"quota": 3, "deadline_fraction": 0.5, "target_R": 3.0}, 20, 6, 7,
+    "quota_deadline_short_R": ({**AWARE, "quota": 3, "deadline_fraction": 0.5, "target_R": 3.0}, 20, 6, 7,
                                {"demand": 5}),
-    "key_demand": ({"key_pairs_per_node": 3, "outage_prob": 0.05}, 10, 4, 8,
+    "key_demand": ({**AWARE, "key_pairs_per_node": 3, "outage_prob": 0.05}, 10, 4, 8,
                    {"keys": 3, "priority": True}),
     "key_demand_oblivious": ({"key_pairs_per_node": 2, "policy": "oblivious"}, 8, 3, 9, {"keys": 2}),
-    "key_flood": ({"key_pairs_per_node": 50, "outage_prob": 0.0, "steps_per_round": 8}, 8, 2, 3,
+    "key_flood": ({**AWARE, "key_pairs_per_node": 50, "outage_prob": 0.0, "steps_per_round": 8}, 8, 2, 3,
                   {"keys": 10**6}),
-    "aware_200_nodes": ({}, 200, 4, 10, {"priority": True}),
+    "aware_200_nodes": ({**AWARE}, 200, 4, 10, {"priority": True}),
+    # issue 17: the default policy (lookahead) and the trivial baselines, recorded when added
+    "default_policy": ({}, 24, 6, 0, {}),
+    "lookahead_outages_reject": ({"policy": "lookahead", "outage_prob": 0.15, "steps_per_round": 12},
+                                 20, 6, 11, {"priority": True, "reject": 0.3}),
+    "lookahead_key_demand_short_R": ({"policy": "lookahead", "key_pairs_per_node": 3, "target_R": 3.0},
+                                     10, 4, 12, {"keys": 3}),
+    "jit_outages": ({"policy": "jit", "outage_prob": 0.1}, 20, 6, 13, {"reject": 0.2}),
+    "full_purify_key_demand": ({"policy": "full", "F0": 0.9, "F_min": 0.75, "admission": 0.9,
+                                "key_pairs_per_node": 2}, 12, 4, 14, {"keys": 2}),
 }
 
 

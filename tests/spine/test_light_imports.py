@@ -53,7 +53,8 @@ def test_build_config_loads_no_heavy_module(layers: list[dict]) -> None:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["run", "--print-config"], ["keys", "--help"],
-                                  ["bench", "--help"]])
+                                  ["bench", "--help"], ["broker", "--help"], ["broker", "sim", "--help"],
+                                  ["broker", "mdp", "--help"]])
 def test_cli_help_loads_no_heavy_module(argv: list[str]) -> None:
     assert _heavy_after(CLI.format(argv=argv)) == []
 

@@ -69,6 +69,9 @@ class Broker(_Provisioning, _Cutoffs, _Delivery, _Ledger):
         self._index = {n: i for i, n in enumerate(self.node_names)}
         self._build_arrays()
         self.rng = seeded_rng(seed, "broker", "dynamics")
+        # outages between rounds come from ``rng`` unless a driver sets a stream of their own
+        # (``common_outages``: the same outage path for every policy, see experiment.run_broker)
+        self.outage_rng: np.random.Generator | None = None
         self.time = 0.0
         self.rounds_done = 0
         self.warm = False
@@ -84,6 +87,12 @@ class Broker(_Provisioning, _Cutoffs, _Delivery, _Ledger):
         # links start in their stationary up/down state
         p_down = self.cfg["outage_prob"] / (self.cfg["outage_prob"] + self.cfg["outage_recovery"])
         self.inv.up = self.rng.random(self.n_links) >= p_down
+
+    def common_outages(self) -> None:
+        """Draw the outages between rounds from the stream (seed, 'broker', 'outages'), apart
+        from the generation and delivery draws, so brokers with the same seed and network see
+        the same outages whatever their policy (common random numbers for comparisons)."""
+        self.outage_rng = seeded_rng(self.seed, "broker", "outages")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None, node_names: list[str], seed: int) -> Broker:
@@ -142,11 +151,15 @@ class Broker(_Provisioning, _Cutoffs, _Delivery, _Ledger):
         return float(self._servable(True).mean())
 
     def eligible(self, rnd: int) -> list[str]:
-        """Nodes whose link/path state can serve this round (every node for ``random``)."""
+        """Nodes whose link/path state can serve this round (every node for ``random``): the
+        policy's :meth:`~fedqnn.network.policies.BrokerPolicy.servable` test, else
+        :meth:`_servable` (fresh stock plus expected generation covers a request)."""
         self._warm_up(rnd)
         if not self.policy.link_state_eligibility:
             return list(self.node_names)
-        ok = self._servable(self.policy.age_aware)
+        ok = self.policy.servable(self)  # a policy's own test, or None for the broker's
+        if ok is None:
+            ok = self._servable(self.policy.age_aware)
         return [n for n, k in zip(self.node_names, ok) if k]
 
     # ------------------------------------------------------------------ time
@@ -314,7 +327,7 @@ class Broker(_Provisioning, _Cutoffs, _Delivery, _Ledger):
 
     def _advance_outages(self) -> None:
         """Outages for the next round (two-state Markov chain per link)."""
-        u = self.rng.random(self.n_links)
+        u = (self.rng if self.outage_rng is None else self.outage_rng).random(self.n_links)
         up = self.inv.up
         self.inv.up = np.where(up, u >= self.cfg["outage_prob"], u < self.cfg["outage_recovery"])
 

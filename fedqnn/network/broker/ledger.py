@@ -212,7 +212,7 @@ class _Ledger:
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state for crash-safe resume (the RNG state included)."""
-        return {
+        out = {
             "version": 1,
             "seed": self.seed,
             "cfg": self.cfg,
@@ -233,6 +233,9 @@ class _Ledger:
             "policy": self.policy.state_dict(),
             "rng": self.rng.bit_generator.state,
         }
+        if self.outage_rng is not None:  # only when a driver asked for common outages
+            out["outage_rng"] = self.outage_rng.bit_generator.state
+        return out
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         """Restore a broker built from the same config, node names and seed."""
@@ -253,3 +256,6 @@ class _Ledger:
         self.inv.load_state_dict(d["inventory"])
         self.policy.load_state_dict(d["policy"])
         self.rng.bit_generator.state = d["rng"]
+        if "outage_rng" in d:
+            self.common_outages()
+            self.outage_rng.bit_generator.state = d["outage_rng"]  # type: ignore[union-attr]
