@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("fedqnn.scheduling.cli", "place tasks on QPUs / solve GAP instances"),
     "bench": ("fedqnn.bench", "benchmarks that print side-by-side ratios"),
     "keys": ("fedqnn.security.cli", "node keys, CA and server certificates, SuperNode auth keys"),
+    "superlink": ("fedqnn.superlink", "a Flower SuperLink serving the Fleet API apart from its loopback-only "
+                  "Control API (deployments)"),
 }
 
 

@@ -27,7 +27,7 @@ import os
 import shutil
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ __all__ = [
     "run_status",
     "stage_app",
     "superlink_command",
+    "flower_superlink_command",
+    "wait_for_run",
+    "PENDING_HINT",
     "supernode_command",
     "toml_value",
 ]
@@ -150,10 +153,27 @@ def stage_app(dest: str | os.PathLike[str], src: str | os.PathLike[str] | None =
 
 
 def superlink_command(*, ca_cert: str | os.PathLike[str], server_cert: str | os.PathLike[str],
-                      server_key: str | os.PathLike[str], port: int = 9093, host: str = "127.0.0.1",
-                      database: str | os.PathLike[str] | None = None,
-                      exe: str = "flower-superlink") -> list[str]:
-    """A SuperLink with TLS and SuperNode authentication (``host='0.0.0.0'`` for remote nodes)."""
+                      server_key: str | os.PathLike[str], fleet_address: str = "0.0.0.0:9092",
+                      control_port: int = 9093, database: str | os.PathLike[str] | None = None,
+                      python: str = sys.executable) -> list[str]:
+    """``fedqnn superlink`` (:mod:`fedqnn.superlink`): TLS, SuperNode authentication, the Fleet API
+    on ``fleet_address`` and the Control and Runtime APIs on ``127.0.0.1:control_port`` only."""
+    cmd = [python, "-m", "fedqnn.superlink", "--fleet-address", fleet_address,
+           "--control-port", str(int(control_port)), "--ssl-ca-certfile", os.fspath(ca_cert),
+           "--ssl-certfile", os.fspath(server_cert), "--ssl-keyfile", os.fspath(server_key)]
+    if database is not None:
+        cmd += ["--database", os.fspath(database)]
+    return cmd
+
+
+def flower_superlink_command(*, ca_cert: str | os.PathLike[str], server_cert: str | os.PathLike[str],
+                             server_key: str | os.PathLike[str], port: int = 9093, host: str = "127.0.0.1",
+                             database: str | os.PathLike[str] | None = None,
+                             exe: str = "flower-superlink") -> list[str]:
+    """Flower's plain ``flower-superlink`` with TLS and SuperNode authentication: Fleet, Control
+    and Runtime APIs on one port. Only for ``host='127.0.0.1'`` (every SuperNode on this machine);
+    any other host opens the unauthenticated Control API with the Fleet API (use
+    :func:`superlink_command`)."""
     cmd = [exe, "--ssl-ca-certfile", os.fspath(ca_cert), "--ssl-certfile", os.fspath(server_cert),
            "--ssl-keyfile", os.fspath(server_key), "--enable-supernode-auth",
            "--host", host, "--port", str(int(port)), "--disable-runtime-dependency-installation"]
@@ -226,6 +246,31 @@ def run_status(list_json: str | Mapping[str, Any], run_id: int | str) -> str | N
         if str(run.get("run-id")) == str(run_id):
             return str(run.get("status"))
     return None
+
+
+PENDING_HINT = ("a run that stays 'pending' never reached a ServerApp: the SuperLink's SuperExec cannot connect "
+                "to its Runtime API on 127.0.0.1 (is 127.0.0.1 in the server certificate? `fedqnn keys check "
+                "--cert server.pem --ca ca.crt`), or the SuperExec is not running (is the venv's bin on PATH?)")
+
+
+def wait_for_run(status_of: Callable[[], str | None], timeout: float, pending_timeout: float = 90.0,
+                 poll: float = 3.0) -> str:
+    """Poll ``status_of()`` (e.g. :func:`run_status` of ``flwr list``) until the run is
+    ``finished:*``; returns that status. Raises ``TimeoutError`` after ``timeout`` s, or after
+    ``pending_timeout`` s of ``pending`` (with :data:`PENDING_HINT`): a SuperLink that cannot
+    start runs never says so itself."""
+    import time
+
+    start = time.monotonic()
+    status = None
+    while (elapsed := time.monotonic() - start) < timeout:
+        status = status_of()
+        if status is not None and status.startswith("finished"):
+            return status
+        if status == "pending" and elapsed > pending_timeout:
+            raise TimeoutError(f"the run is still 'pending' after {elapsed:.0f} s: {PENDING_HINT}")
+        time.sleep(poll)
+    raise TimeoutError(f"the run did not finish in {timeout:.0f} s (last status {status!r})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
