@@ -22,7 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any key, dotted for nested (e.g. --set train.lr=0.05); repeatable")
     p.add_argument("--out", help="output directory (default runs/latest)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed round")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed round")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start over in an --out that already holds a run (its metrics.jsonl and "
+                       "checkpoint are replaced); without it such an --out is refused")
     p.add_argument("--print-config", action="store_true", help="print the validated config as TOML (a [fedqnn] table --config reads back) and exit")
 
 
@@ -83,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from fedqnn.simulation import run_simulation_from_config
 
-    summary = run_simulation_from_config(cfg, validated=True, resume=bool(args.resume))
+    summary = run_simulation_from_config(cfg, validated=True, resume=bool(args.resume),
+                                         overwrite=bool(getattr(args, "overwrite", False)))
     m = summary["metrics"].get(summary["metric"], {})
     print(
         f"[fedqnn] done: {summary['rounds_completed']} rounds, {summary['metric']} final "

@@ -139,8 +139,9 @@ def stage_app(dest: str | os.PathLike[str], src: str | os.PathLike[str] | None =
         raise ValueError(f"{src_dir / 'pyproject.toml'}: no [tool.flwr.app.components]")
     data["tool"]["flwr"].pop("federations", None)
     from fedqnn.config import unflatten
+    from fedqnn.results import RUN_CONTROLS
 
-    app["config"] = unflatten(declared_config(app.get("config", {})))
+    app["config"] = unflatten({**declared_config(app.get("config", {})), **RUN_CONTROLS})
     dest_dir.mkdir(parents=True, exist_ok=True)
     for pkg in APP_PACKAGES:
         target = dest_dir / pkg

@@ -10,7 +10,35 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics"]
+__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "existing_run", "refuse_existing_run",
+           "RUN_CONTROLS"]
+
+#: Run-config keys that steer a deployment run (``flwr run --run-config``) and are not part of
+#: the fedqnn config: ``resume = true`` continues the fedqnn run in ``out`` from its checkpoint
+#: (a new Flower run with the same run config; ``rounds`` may be a new total), ``overwrite =
+#: true`` starts over in an ``out`` that already holds a run. Without either such an ``out`` is
+#: refused. The staged app declares both (``fedqnn.deploy.stage_app``).
+RUN_CONTROLS: dict[str, bool] = {"resume": False, "overwrite": False}
+
+#: What makes a directory hold a run: its rows, or a checkpoint to resume from.
+RUN_FILES = ("metrics.jsonl", "checkpoint/state.zip")
+
+
+def existing_run(out: str | Path) -> list[str]:
+    """The files of :data:`RUN_FILES` present in ``out`` (empty: nothing a new run would destroy)."""
+    return [name for name in RUN_FILES if (Path(out) / name).exists()]
+
+
+def refuse_existing_run(out: str | Path, resume_hint: str, overwrite_hint: str) -> None:
+    """Raise ``ConfigError`` if ``out`` already holds a run: starting a new one there would
+    truncate its ``metrics.jsonl`` and replace its checkpoint."""
+    from fedqnn.schema import ConfigError
+
+    found = existing_run(out)
+    if found:
+        raise ConfigError(
+            f"out: {out} already holds a run ({', '.join(found)}); a new run would overwrite it. "
+            f"Continue it with {resume_hint}, start over with {overwrite_hint}, or choose another out")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
