@@ -1,19 +1,23 @@
 """Helpers for running fedqnn on Flower's Deployment Engine (a SuperLink and SuperNodes).
 
-The recipe is ``docs/deployment.md``; ``tests/deployment/test_deployment.py`` runs it on
-loopback. What this module adds to plain ``flwr``:
+The recipe is ``docs/deployment.md``; ``tests/deployment/test_netns.py`` runs it across network
+namespaces, ``tests/deployment/test_deployment.py`` on loopback. What this module adds to plain
+``flwr``:
 
 * :func:`stage_app` writes a deployable copy of the app (``fedqnn``, ``clients``,
   ``strategies`` and a ``pyproject.toml``) whose ``[tool.flwr.app.config]`` declares every
-  scalar fedqnn config key. Flower 1.41 refuses a ``flwr run --run-config`` override of a key
-  the app's config table does not declare ("[code: 15] Invalid run configuration"), and the
-  repository's table declares only a few keys. The copy also carries no
-  ``[tool.flwr.federations]`` table, which ``flwr run`` would otherwise migrate to
-  ``$FLWR_HOME/config.toml`` by commenting it out of the repository's ``pyproject.toml``.
-* Builders for the SuperLink/SuperNode command lines, ``--node-config`` and ``--run-config``
-  strings and the SuperLink connection in ``$FLWR_HOME/config.toml``.
+  scalar fedqnn config key and the run controls ``resume``/``overwrite``. Flower 1.42 refuses a
+  ``flwr run --run-config`` override of a key the app's config table does not declare
+  ("[code: 15] Invalid run configuration"), and the repository's table declares only a few
+  keys. The copy also carries no ``[tool.flwr.federations]`` table, which ``flwr run`` would
+  otherwise migrate to ``$FLWR_HOME/config.toml`` by commenting it out of the repository's
+  ``pyproject.toml``.
+* Builders for the SuperLink (``fedqnn superlink``: the Fleet API apart from the loopback-only
+  Control API, :mod:`fedqnn.superlink`) and SuperNode command lines, ``--node-config`` and
+  ``--run-config`` strings and the SuperLink connection in ``$FLWR_HOME/config.toml``.
 * :func:`run_status`: a run's status from ``flwr list --run-id ID --format json`` (``flwr run``
-  exits 0 on a refused or failed run; ``finished:completed`` is the only success).
+  exits 0 on a refused or failed run; ``finished:completed`` is the only success), and
+  :func:`wait_for_run`, which gives up on a run stuck in ``pending``.
 
     python -m fedqnn.deploy stage --out DIR [--src REPO]
 """

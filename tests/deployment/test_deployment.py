@@ -370,7 +370,7 @@ def test_unregistered_supernode_is_refused(deployment: Deployment) -> None:
 
 
 def test_staged_app_declares_every_scalar_config_key(tmp_path: Path) -> None:
-    """flwr 1.41 refuses a --run-config key the app's config table does not declare."""
+    """flwr 1.42 refuses a --run-config key the app's config table does not declare."""
     from flwr.common.config import flatten_dict, fuse_dicts, parse_config_args
 
     app = deploy.stage_app(tmp_path / "app")

@@ -123,6 +123,13 @@ class Net:
 
     def __init__(self, roles: list[str]) -> None:
         self.link, self.names, self.created = f"{PREFIX}-link", {}, []
+        try:
+            self._build(roles)
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _build(self, roles: list[str]) -> None:
         self._add(self.link)
         self._ip_in(self.link, "link", "add", "br0", "type", "bridge")
         self._ip_in(self.link, "addr", "add", f"{LINK_IP}/24", "dev", "br0")
@@ -149,10 +156,20 @@ class Net:
     def exec(ns: str, cmd: list[str]) -> list[str]:
         return ["ip", "netns", "exec", ns, *cmd]
 
-    def teardown(self) -> None:
+    def teardown(self, grace: float = 10.0) -> None:
+        """SIGTERM every process in every namespace at once, SIGKILL what is left after
+        ``grace`` s, delete the namespaces (their veths and the bridge go with them)."""
+        pids = [p for ns in self.created for p in _ns_pids(ns)]
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.2)
         for ns in reversed(self.created):
-            _kill_namespace_processes(ns)
+            for pid in _ns_pids(ns):
+                _signal(pid, signal.SIGKILL)
             _ip("netns", "del", ns, check=False)
+        self.created.clear()
 
 
 # ---------------------------------------------------------------------------- machines
@@ -285,10 +302,9 @@ def netns_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     _remove_leftovers()
     t0, seconds = time.monotonic(), {}
     root = tmp_path_factory.mktemp("netns")
-    roles = [f"n{i}" for i in range(NODES)] + ["outsider"]
-    net = Net(roles)
     dirs = _machines(root)
     listings = {m: sorted(p.name for p in d.iterdir()) for m, d in dirs.items()}
+    net = Net([f"n{i}" for i in range(NODES)] + ["outsider"])  # tears itself down if it fails
     admin_home = dirs["admin"] / "flwr-home"
     cluster = Cluster(root, admin_home, run_env(admin_home), prefix=net.exec(net.link, []))
     try:
@@ -341,8 +357,8 @@ def netns_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
         yield Outcome(cluster, out, dirs, listings, from_outsider, from_link, registered_by_outsider, refused,
                       nodes, {str(r["node-id"]) for r in regs}, before, refused_run, resumed_status, seconds)
     finally:
-        cluster.stop_all()
         net.teardown()
+        cluster.stop_all()  # reaps our processes (dead by now), and any under our FLWR_HOME
         print(f"\n[netns deployment] seconds since start: {json.dumps({k: round(v) for k, v in seconds.items()})}, "
               f"total with teardown {time.monotonic() - t0:.0f}")
 
