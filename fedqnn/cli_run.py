@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from fedqnn.config import ConfigError, build_config, load_toml, parse_set
+from fedqnn.config import ConfigError, build_config, load_toml, parse_set, without_run_controls
 
 __all__ = ["add_arguments", "main", "config_from_args", "resume_config_from_args"]
 
@@ -39,7 +39,7 @@ def _pyproject_layer(path: Path = Path("pyproject.toml")) -> dict[str, Any]:
         return {}
     if data.get("project", {}).get("name") != "fedqnn":
         return {}  # another project's pyproject: not ours to read
-    return data.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {})
+    return without_run_controls(data.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {}))
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -142,8 +142,7 @@ def stage_app(dest: str | os.PathLike[str], src: str | os.PathLike[str] | None =
     if "components" not in app:
         raise ValueError(f"{src_dir / 'pyproject.toml'}: no [tool.flwr.app.components]")
     data["tool"]["flwr"].pop("federations", None)
-    from fedqnn.config import unflatten
-    from fedqnn.results import RUN_CONTROLS
+    from fedqnn.config import RUN_CONTROLS, unflatten
 
     app["config"] = unflatten({**declared_config(app.get("config", {})), **RUN_CONTROLS})
     dest_dir.mkdir(parents=True, exist_ok=True)

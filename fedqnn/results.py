@@ -10,15 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "existing_run", "refuse_existing_run",
-           "RUN_CONTROLS"]
-
-#: Run-config keys that steer a deployment run (``flwr run --run-config``) and are not part of
-#: the fedqnn config: ``resume = true`` continues the fedqnn run in ``out`` from its checkpoint
-#: (a new Flower run with the same run config; ``rounds`` may be a new total), ``overwrite =
-#: true`` starts over in an ``out`` that already holds a run. Without either such an ``out`` is
-#: refused. The staged app declares both (``fedqnn.deploy.stage_app``).
-RUN_CONTROLS: dict[str, bool] = {"resume": False, "overwrite": False}
+__all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "existing_run", "refuse_existing_run"]
 
 #: What makes a directory hold a run: its rows, or a checkpoint to resume from.
 RUN_FILES = ("metrics.jsonl", "checkpoint/state.zip")

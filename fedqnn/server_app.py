@@ -24,10 +24,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from fedqnn.config import ConfigError, build_config
+from fedqnn.config import RUN_CONTROLS, ConfigError, build_config
 from fedqnn.nodes import node_order
 from fedqnn.plugins import RoundState, RunContext, build_plugins, call
-from fedqnn.results import RUN_CONTROLS, RunWriter
+from fedqnn.results import RunWriter
 from fedqnn.seeding import derive_seed, rng
 from fedqnn.tasks import get_task
 
@@ -397,7 +397,7 @@ app = ServerApp()
 
 
 def split_run_controls(run_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
-    """(the fedqnn config layer, :data:`fedqnn.results.RUN_CONTROLS` as given) of a Flower run config."""
+    """(the fedqnn config layer, :data:`fedqnn.config.RUN_CONTROLS` as given) of a Flower run config."""
     rest = dict(run_config)
     controls = {k: rest.pop(k, v) for k, v in RUN_CONTROLS.items()}
     bad = {k: v for k, v in controls.items() if not isinstance(v, bool)}
@@ -411,7 +411,7 @@ def split_run_controls(run_config: dict[str, Any]) -> tuple[dict[str, Any], dict
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry for ``flwr run``: the config comes from ``[tool.flwr.app.config]`` / ``--run-config``,
-    less the run controls ``resume`` and ``overwrite`` (:data:`fedqnn.results.RUN_CONTROLS`)."""
+    less the run controls ``resume`` and ``overwrite`` (:data:`fedqnn.config.RUN_CONTROLS`)."""
     from fedqnn.results import refuse_existing_run
 
     try:

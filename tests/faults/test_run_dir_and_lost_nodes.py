@@ -183,3 +183,21 @@ def test_a_nodes_own_error_reply_keeps_the_event_as_it_was(tmp_path: Path) -> No
     server_app.run_server(LocalGrid(5), config(tmp_path / "run", rounds=1, **{"faults.dropout": 0.5}))
     events = rows(tmp_path / "run")[0].get("events", [])
     assert events and all(e == {"node": e["node"], "event": "no-reply"} for e in events), events
+
+
+def test_the_repositorys_app_config_declares_the_run_controls_and_config_layers_drop_them() -> None:
+    """`flwr run .` must accept resume=true / overwrite=true; `fedqnn run` and `--config
+    pyproject.toml` read the same table as a config layer without them."""
+    import tomllib
+
+    from fedqnn.cli_run import _pyproject_layer
+    from fedqnn.config import RUN_CONTROLS, load_toml
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    table = tomllib.loads(pyproject.read_text())["tool"]["flwr"]["app"]["config"]
+    assert {k: table.get(k) for k in RUN_CONTROLS} == RUN_CONTROLS
+    for layer in (_pyproject_layer(pyproject), load_toml(pyproject)):
+        assert not set(RUN_CONTROLS) & set(layer) and layer["out"] == table["out"]
+        build_config(layer)  # raises on an unknown key
+    with pytest.raises(ConfigError):  # the control: the raw table is not a config layer
+        build_config(table)
