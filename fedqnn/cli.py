@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("fedqnn.bench", "benchmarks that print side-by-side ratios"),
     "broker": ("fedqnn.network.cli", "the entanglement broker alone: fixed-demand runs and the solved MDP"),
     "keys": ("fedqnn.security.cli", "node keys, CA and server certificates, SuperNode auth keys"),
+    "superlink": ("fedqnn.superlink", "a Flower SuperLink serving the Fleet API apart from its loopback-only "
+                  "Control API (deployments)"),
 }
 
 

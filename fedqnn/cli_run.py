@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from fedqnn.config import ConfigError, build_config, load_toml, parse_set
+from fedqnn.config import ConfigError, build_config, load_toml, parse_set, without_run_controls
 
 __all__ = ["add_arguments", "main", "config_from_args", "resume_config_from_args", "done_line"]
 
@@ -23,7 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any key, dotted for nested (e.g. --set train.lr=0.05); repeatable")
     p.add_argument("--out", help="output directory (default runs/latest; the out of [tool.flwr.app.config] when run from this repository)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed round")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed round")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start over in an --out that already holds a run (its metrics.jsonl and "
+                       "checkpoint are replaced); without it such an --out is refused")
     p.add_argument("--print-config", action="store_true", help="print the validated config as TOML (a [fedqnn] table --config reads back) and exit")
 
 
@@ -36,7 +40,7 @@ def _pyproject_layer(path: Path = Path("pyproject.toml")) -> dict[str, Any]:
         return {}
     if data.get("project", {}).get("name") != "fedqnn":
         return {}  # another project's pyproject: not ours to read
-    return data.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {})
+    return without_run_controls(data.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {}))
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +89,8 @@ def main(args: argparse.Namespace) -> int:
     from fedqnn.results import all_skipped
     from fedqnn.simulation import run_simulation_from_config
 
-    summary = run_simulation_from_config(cfg, validated=True, resume=bool(args.resume))
+    summary = run_simulation_from_config(cfg, validated=True, resume=bool(args.resume),
+                                         overwrite=bool(getattr(args, "overwrite", False)))
     failed = all_skipped(cfg["out"])
     if failed:
         print(f"[fedqnn] FAILED: {failed}; outputs in {cfg['out']}/", file=sys.stderr)

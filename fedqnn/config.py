@@ -41,6 +41,8 @@ __all__ = [
     "DEFAULTS",
     "FIELDS",
     "Field",
+    "RUN_CONTROLS",
+    "split_run_controls",
     "SECTIONS",
     "build_config",
     "coerce_field",
@@ -50,7 +52,16 @@ __all__ = [
     "unflatten",
     "parse_set",
     "validate",
+    "without_run_controls",
 ]
+
+#: Run-config keys that steer a deployment run (``flwr run --run-config``) and are not part of
+#: the fedqnn config: ``resume = true`` continues the fedqnn run in ``out`` from its checkpoint
+#: (a new Flower run with the same run config; ``rounds`` may be a new total), ``overwrite =
+#: true`` starts over in an ``out`` that already holds a run. Without either such an ``out`` is
+#: refused. The staged app declares both (``fedqnn.deploy.stage_app``), so does the repository's
+#: ``[tool.flwr.app.config]``; config layers read from such a table drop them.
+RUN_CONTROLS: dict[str, bool] = {"resume": False, "overwrite": False}
 
 # The sections in the order the built config lists their keys (the ``broker`` table comes last).
 SECTIONS: tuple[Section, ...] = (
@@ -122,6 +133,11 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def without_run_controls(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``[tool.flwr.app.config]`` table as a config layer: :data:`RUN_CONTROLS` left out."""
+    return {k: v for k, v in table.items() if k not in RUN_CONTROLS}
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a config file; a ``[tool.flwr.app.config]`` or ``[fedqnn]`` table is used if present.
 
@@ -145,7 +161,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path}: not valid TOML ({exc})") from exc
     if "tool" in data and "flwr" in data["tool"]:
-        data = data["tool"]["flwr"].get("app", {}).get("config", {})
+        data = without_run_controls(data["tool"]["flwr"].get("app", {}).get("config", {}))
     elif "fedqnn" in data:
         data = data["fedqnn"]
     return flatten(data)
@@ -190,3 +206,15 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
     blob = json.dumps(flatten(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def split_run_controls(run_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
+    """(the fedqnn config layer, :data:`fedqnn.config.RUN_CONTROLS` as given) of a Flower run config."""
+    rest = dict(run_config)
+    controls = {k: rest.pop(k, v) for k, v in RUN_CONTROLS.items()}
+    bad = {k: v for k, v in controls.items() if not isinstance(v, bool)}
+    if bad:
+        raise ConfigError(f"{next(iter(bad))}: expected true or false, got {next(iter(bad.values()))!r}")
+    if controls["resume"] and controls["overwrite"]:
+        raise ConfigError("resume and overwrite: set one of them, not both")
+    return rest, controls

@@ -1,19 +1,23 @@
 """Helpers for running fedqnn on Flower's Deployment Engine (a SuperLink and SuperNodes).
 
-The recipe is ``docs/deployment.md``; ``tests/deployment/test_deployment.py`` runs it on
-loopback. What this module adds to plain ``flwr``:
+The recipe is ``docs/deployment.md``; ``tests/deployment/test_netns.py`` runs it across network
+namespaces, ``tests/deployment/test_deployment.py`` on loopback. What this module adds to plain
+``flwr``:
 
 * :func:`stage_app` writes a deployable copy of the app (``fedqnn``, ``clients``,
   ``strategies`` and a ``pyproject.toml``) whose ``[tool.flwr.app.config]`` declares every
-  scalar fedqnn config key. Flower 1.41 refuses a ``flwr run --run-config`` override of a key
-  the app's config table does not declare ("[code: 15] Invalid run configuration"), and the
-  repository's table declares only a few keys. The copy also carries no
-  ``[tool.flwr.federations]`` table, which ``flwr run`` would otherwise migrate to
-  ``$FLWR_HOME/config.toml`` by commenting it out of the repository's ``pyproject.toml``.
-* Builders for the SuperLink/SuperNode command lines, ``--node-config`` and ``--run-config``
-  strings and the SuperLink connection in ``$FLWR_HOME/config.toml``.
+  scalar fedqnn config key and the run controls ``resume``/``overwrite``. Flower 1.42 refuses a
+  ``flwr run --run-config`` override of a key the app's config table does not declare
+  ("[code: 15] Invalid run configuration"), and the repository's table declares only a few
+  keys. The copy also carries no ``[tool.flwr.federations]`` table, which ``flwr run`` would
+  otherwise migrate to ``$FLWR_HOME/config.toml`` by commenting it out of the repository's
+  ``pyproject.toml``.
+* Builders for the SuperLink (``fedqnn superlink``: the Fleet API apart from the loopback-only
+  Control API, :mod:`fedqnn.superlink`) and SuperNode command lines, ``--node-config`` and
+  ``--run-config`` strings and the SuperLink connection in ``$FLWR_HOME/config.toml``.
 * :func:`run_status`: a run's status from ``flwr list --run-id ID --format json`` (``flwr run``
-  exits 0 on a refused or failed run; ``finished:completed`` is the only success).
+  exits 0 on a refused or failed run; ``finished:completed`` is the only success), and
+  :func:`wait_for_run`, which gives up on a run stuck in ``pending``.
 
     python -m fedqnn.deploy stage --out DIR [--src REPO]
 """
@@ -27,7 +31,7 @@ import os
 import shutil
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,9 @@ __all__ = [
     "run_status",
     "stage_app",
     "superlink_command",
+    "flower_superlink_command",
+    "wait_for_run",
+    "PENDING_HINT",
     "supernode_command",
     "toml_value",
 ]
@@ -135,9 +142,9 @@ def stage_app(dest: str | os.PathLike[str], src: str | os.PathLike[str] | None =
     if "components" not in app:
         raise ValueError(f"{src_dir / 'pyproject.toml'}: no [tool.flwr.app.components]")
     data["tool"]["flwr"].pop("federations", None)
-    from fedqnn.config import unflatten
+    from fedqnn.config import RUN_CONTROLS, unflatten
 
-    app["config"] = unflatten(declared_config(app.get("config", {})))
+    app["config"] = unflatten({**declared_config(app.get("config", {})), **RUN_CONTROLS})
     dest_dir.mkdir(parents=True, exist_ok=True)
     for pkg in APP_PACKAGES:
         target = dest_dir / pkg
@@ -150,10 +157,27 @@ def stage_app(dest: str | os.PathLike[str], src: str | os.PathLike[str] | None =
 
 
 def superlink_command(*, ca_cert: str | os.PathLike[str], server_cert: str | os.PathLike[str],
-                      server_key: str | os.PathLike[str], port: int = 9093, host: str = "127.0.0.1",
-                      database: str | os.PathLike[str] | None = None,
-                      exe: str = "flower-superlink") -> list[str]:
-    """A SuperLink with TLS and SuperNode authentication (``host='0.0.0.0'`` for remote nodes)."""
+                      server_key: str | os.PathLike[str], fleet_address: str = "0.0.0.0:9092",
+                      control_port: int = 9093, database: str | os.PathLike[str] | None = None,
+                      python: str = sys.executable) -> list[str]:
+    """``fedqnn superlink`` (:mod:`fedqnn.superlink`): TLS, SuperNode authentication, the Fleet API
+    on ``fleet_address`` and the Control and Runtime APIs on ``127.0.0.1:control_port`` only."""
+    cmd = [python, "-m", "fedqnn.superlink", "--fleet-address", fleet_address,
+           "--control-port", str(int(control_port)), "--ssl-ca-certfile", os.fspath(ca_cert),
+           "--ssl-certfile", os.fspath(server_cert), "--ssl-keyfile", os.fspath(server_key)]
+    if database is not None:
+        cmd += ["--database", os.fspath(database)]
+    return cmd
+
+
+def flower_superlink_command(*, ca_cert: str | os.PathLike[str], server_cert: str | os.PathLike[str],
+                             server_key: str | os.PathLike[str], port: int = 9093, host: str = "127.0.0.1",
+                             database: str | os.PathLike[str] | None = None,
+                             exe: str = "flower-superlink") -> list[str]:
+    """Flower's plain ``flower-superlink`` with TLS and SuperNode authentication: Fleet, Control
+    and Runtime APIs on one port. Only for ``host='127.0.0.1'`` (every SuperNode on this machine);
+    any other host opens the unauthenticated Control API with the Fleet API (use
+    :func:`superlink_command`)."""
     cmd = [exe, "--ssl-ca-certfile", os.fspath(ca_cert), "--ssl-certfile", os.fspath(server_cert),
            "--ssl-keyfile", os.fspath(server_key), "--enable-supernode-auth",
            "--host", host, "--port", str(int(port)), "--disable-runtime-dependency-installation"]
@@ -226,6 +250,31 @@ def run_status(list_json: str | Mapping[str, Any], run_id: int | str) -> str | N
         if str(run.get("run-id")) == str(run_id):
             return str(run.get("status"))
     return None
+
+
+PENDING_HINT = ("a run that stays 'pending' never reached a ServerApp: the SuperLink's SuperExec cannot connect "
+                "to its Runtime API on 127.0.0.1 (is 127.0.0.1 in the server certificate? `fedqnn keys check "
+                "--cert server.pem --ca ca.crt`), or the SuperExec is not running (is the venv's bin on PATH?)")
+
+
+def wait_for_run(status_of: Callable[[], str | None], timeout: float, pending_timeout: float = 90.0,
+                 poll: float = 3.0) -> str:
+    """Poll ``status_of()`` (e.g. :func:`run_status` of ``flwr list``) until the run is
+    ``finished:*``; returns that status. Raises ``TimeoutError`` after ``timeout`` s, or after
+    ``pending_timeout`` s of ``pending`` (with :data:`PENDING_HINT`): a SuperLink that cannot
+    start runs never says so itself."""
+    import time
+
+    start = time.monotonic()
+    status = None
+    while (elapsed := time.monotonic() - start) < timeout:
+        status = status_of()
+        if status is not None and status.startswith("finished"):
+            return status
+        if status == "pending" and elapsed > pending_timeout:
+            raise TimeoutError(f"the run is still 'pending' after {elapsed:.0f} s: {PENDING_HINT}")
+        time.sleep(poll)
+    raise TimeoutError(f"the run did not finish in {timeout:.0f} s (last status {status!r})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ through :data:`fedqnn.registry.PLUGINS` (built-ins, ``fedqnn.plugins`` entry poi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,9 +150,12 @@ class RoundState:
         """Record ``kind`` for ``node`` in the row's ``events`` (grouped by plugin, in plugin order)."""
         self.events.setdefault(plugin.name, []).append({"node": node, "event": kind})
 
-    def row_events(self, plugins: Sequence[RoundPlugin], failed: Sequence[str]) -> list[dict[str, str]]:
-        """The row's events: no-reply, then the drops, then each plugin's, in plugin order."""
-        out = [{"node": n, "event": "no-reply"} for n in failed]
+    def row_events(self, plugins: Sequence[RoundPlugin], failed: Sequence[str],
+                   reasons: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+        """The row's events: no-reply (with Flower's ``reason`` when Flower answered for the
+        node, e.g. a lost SuperNode), then the drops, then each plugin's, in plugin order."""
+        reasons = reasons or {}
+        out = [{"node": n, "event": "no-reply", **({"reason": reasons[n]} if n in reasons else {})} for n in failed]
         out += [{"node": n, "event": ev} for ev, nodes in self.dropped.items() for n in nodes]
         return out + [e for p in plugins for e in self.events.get(p.name, [])]
 

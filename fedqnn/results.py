@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["RunWriter", "atomic_write_text", "read_metrics", "plot_metrics", "all_skipped", "file_mode",
-           "load_runs", "compare", "run_dirs"]
+           "load_runs", "compare", "run_dirs", "existing_run", "refuse_existing_run"]
 
 
 def file_mode() -> int:
@@ -31,6 +31,27 @@ def file_mode() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+#: What makes a directory hold a run: its rows, or a checkpoint to resume from.
+RUN_FILES = ("metrics.jsonl", "checkpoint/state.zip")
+
+
+def existing_run(out: str | Path) -> list[str]:
+    """The files of :data:`RUN_FILES` present in ``out`` (empty: nothing a new run would destroy)."""
+    return [name for name in RUN_FILES if (Path(out) / name).exists()]
+
+
+def refuse_existing_run(out: str | Path, resume_hint: str, overwrite_hint: str) -> None:
+    """Raise ``ConfigError`` if ``out`` already holds a run: starting a new one there would
+    truncate its ``metrics.jsonl`` and replace its checkpoint."""
+    from fedqnn.schema import ConfigError
+
+    found = existing_run(out)
+    if found:
+        raise ConfigError(
+            f"out: {out} already holds a run ({', '.join(found)}); a new run would overwrite it. "
+            f"Continue it with {resume_hint}, start over with {overwrite_hint}, or choose another out")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -24,7 +24,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from fedqnn.config import ConfigError, build_config
+from fedqnn.config import ConfigError, build_config, split_run_controls
 from fedqnn.nodes import node_order, participants_per_round
 from fedqnn.plugins import RoundState, RunContext, build_plugins, call
 from fedqnn.results import RunWriter
@@ -235,7 +235,21 @@ def _start(grid: Grid, cfg: dict[str, Any], flower_run_id: int | None, resume: b
                   RunWriter(cfg["out"], task.metric, task.direction), json.dumps(client_config(cfg), sort_keys=True))
     run.plugins = build_plugins(cfg)
     call(run.plugins, "setup", run)
+    _say_reply_timeout(cfg)
     return srv
+
+
+def _say_reply_timeout(cfg: dict[str, Any]) -> None:
+    from flwr.common.constant import HEARTBEAT_DEFAULT_INTERVAL, HEARTBEAT_PATIENCE
+
+    if cfg["faults"]["reply_timeout"]:
+        log(INFO, "fedqnn: a round waits at most faults.reply_timeout = %s s for its replies",
+            cfg["faults"]["reply_timeout"])
+        return
+    log(INFO, "fedqnn: faults.reply_timeout = 0: every round waits for all its replies; a round with a lost "
+        "SuperNode waits until Flower declares the node unavailable (no heartbeat within %s x %s s, about "
+        "%s s by default) and goes on without it; set faults.reply_timeout to bound the wait",
+        HEARTBEAT_PATIENCE, HEARTBEAT_DEFAULT_INTERVAL, HEARTBEAT_PATIENCE * HEARTBEAT_DEFAULT_INTERVAL)
 
 
 def _restore(srv: _Server) -> int:
@@ -279,10 +293,10 @@ def _round(srv: _Server, server_round: int) -> None:
     replies = list(srv.grid.send_and_receive(state.messages, timeout=timeout)) if state.messages else []
     state.replies = sorted(replies, key=lambda m: node_order(srv.run.names.get(m.metadata.src_node_id, "?")))
     call(plugins, "after_replies", state)
-    failed = _failed(srv, state)
+    failed, reasons = _failed(srv, state)
     state.ok, state.rejected = _verify(srv.run.services.get("verifier"), cfg, srv.arrays, server_round,
                                        srv.run.names, [m for m in state.replies if not m.has_error()])
-    row = _aggregate(srv, state, failed)
+    row = _aggregate(srv, state, failed, reasons)
     if server_round % cfg["server_eval_every"] == 0 or server_round == cfg["rounds"]:
         srv.model.load_state_dict(srv.arrays.to_torch_state_dict())
         call(plugins, "before_eval", state, srv.model)
@@ -306,16 +320,38 @@ def _instructions(srv: _Server, state: RoundState) -> list[Message]:
     return [_personalise(m, {CONFIG_RECORD: record}) for m in messages]
 
 
-def _failed(srv: _Server, state: RoundState) -> list[str]:
-    """Nodes that answered with an error or not at all, in node order."""
-    names = srv.run.names
-    failed = [names.get(m.metadata.src_node_id, str(m.metadata.src_node_id)) for m in state.replies if m.has_error()]
-    answered = {m.metadata.src_node_id for m in state.replies}
-    failed += [names[m.metadata.dst_node_id] for m in state.messages if m.metadata.dst_node_id not in answered]
-    return sorted(set(failed), key=node_order)
+def _failed(srv: _Server, state: RoundState) -> tuple[list[str], dict[str, str]]:
+    """Nodes whose instruction got an error reply or none, in node order, and Flower's reason for
+    each error that Flower sent on a node's behalf (a lost node's error comes from the SuperLink,
+    node id 1: a reply is mapped back to its node through the instruction it answers)."""
+    names, cfg = srv.run.names, srv.cfg
+    sent = {m.metadata.message_id: m.metadata.dst_node_id for m in state.messages if m.metadata.message_id}
+
+    def about(reply: Message) -> int:  # the node whose instruction this reply answers
+        return sent.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+
+    failed, reasons = [], {}
+    for m in state.replies:
+        if not m.has_error():
+            continue
+        node = about(m)
+        name = names.get(node, str(node))
+        failed.append(name)
+        by = "the node" if m.metadata.src_node_id == node else f"Flower (node {m.metadata.src_node_id})"
+        log(INFO, "fedqnn: round %s: %s (Flower node %s) failed: %s reports error %s: %s", state.round, name,
+            node, by, m.error.code, m.error.reason)
+        if m.metadata.src_node_id != node and m.error.reason:
+            reasons[name] = str(m.error.reason)
+    answered = {about(m) for m in state.replies}
+    for m in state.messages:
+        if m.metadata.dst_node_id not in answered:
+            failed.append(names[m.metadata.dst_node_id])
+            log(INFO, "fedqnn: round %s: %s sent no reply within faults.reply_timeout = %s s", state.round,
+                names[m.metadata.dst_node_id], cfg["faults"]["reply_timeout"])
+    return sorted(set(failed), key=node_order), reasons
 
 
-def _aggregate(srv: _Server, state: RoundState, failed: list[str]) -> dict[str, Any]:
+def _aggregate(srv: _Server, state: RoundState, failed: list[str], reasons: dict[str, str]) -> dict[str, Any]:
     """The round's row so far: aggregate the accepted replies (or say why the round is skipped)."""
     from strategies.errors import PreconditionError
 
@@ -324,7 +360,7 @@ def _aggregate(srv: _Server, state: RoundState, failed: list[str]) -> dict[str, 
         "round": state.round, "strategy": cfg["strategy"], "num_participants": len(ok) + len(state.rejected),
         "train_loss": None, "eval": None, "rejected": state.rejected, "wall_s": None,
     }
-    events = state.row_events(srv.run.plugins, failed)
+    events = state.row_events(srv.run.plugins, failed, reasons)
     if events:
         row["events"] = events
     if len(ok) < cfg["min_replies"]:
@@ -386,17 +422,24 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Entry for ``flwr run .``: the config comes from ``[tool.flwr.app.config]`` / ``--run-config``."""
-    from fedqnn.results import all_skipped
+    """Entry for ``flwr run``: the config comes from ``[tool.flwr.app.config]`` / ``--run-config``,
+    less the run controls ``resume`` and ``overwrite`` (:data:`fedqnn.config.RUN_CONTROLS`)."""
+    from fedqnn.results import all_skipped, refuse_existing_run
     from strategies.config import check_preconditions
 
     try:
-        cfg = build_config(dict(context.run_config))
+        layer, controls = split_run_controls(dict(context.run_config))
+        cfg = build_config(layer)
         check_preconditions(cfg)  # as fedqnn run: a rule that can aggregate no round stops here
+        if not (controls["resume"] or controls["overwrite"]):
+            refuse_existing_run(cfg["out"], "the same run config plus resume=true",
+                                "overwrite=true (after copying the old run away if it matters)")
     except ConfigError as exc:
-        log(INFO, "fedqnn: bad config: %s", exc)
+        log(ERROR, "fedqnn: refusing the run: %s", exc)
         raise
-    run_server(grid, cfg, flower_run_id=context.run_id)
+    if controls["resume"]:
+        log(INFO, "fedqnn: Flower run %s resumes the fedqnn run in %s", context.run_id, cfg["out"])
+    run_server(grid, cfg, flower_run_id=context.run_id, resume=controls["resume"])
     if failed := all_skipped(cfg["out"]):  # the run is finished:failed, not a success with no model
         log(ERROR, "fedqnn: FAILED: %s", failed)
         raise RuntimeError(failed)

@@ -50,16 +50,23 @@ def _starting(clients: int, runs: int = 1) -> None:
 
 
 def run_simulation_from_config(
-    *layers: dict[str, Any] | None, validated: bool = False, resume: bool = False
+    *layers: dict[str, Any] | None, validated: bool = False, resume: bool = False, overwrite: bool = False
 ) -> dict[str, Any]:
     """Validate the config layers, run the simulation, return ``summary.json``'s content.
 
-    Raises :class:`ConfigError` before anything starts if the config is bad, and ``RuntimeError``
-    if the run did not complete. ``resume``: continue the run in ``cfg['out']`` from its
-    checkpoint (see :func:`resume_simulation`).
+    Raises :class:`ConfigError` before anything starts if the config is bad or ``cfg['out']``
+    already holds a run (``metrics.jsonl`` or a checkpoint) and neither ``resume`` nor
+    ``overwrite`` is set, and ``RuntimeError`` if the run did not complete. ``resume``: continue
+    the run in ``cfg['out']`` from its checkpoint (see :func:`resume_simulation`); ``overwrite``:
+    start a new run there, replacing the old one's rows and checkpoint.
     """
     cfg = layers[0] if validated else build_config(*layers)  # type: ignore[assignment]
     assert cfg is not None
+    if not (resume or overwrite):
+        from fedqnn.results import refuse_existing_run
+
+        refuse_existing_run(cfg["out"], f"`fedqnn run --resume {cfg['out']}` (Python: fedqnn.resume)",
+                            "`fedqnn run --overwrite` (Python: overwrite=True)")
     _quiet_flower()
     from flwr.simulation import run_simulation
 

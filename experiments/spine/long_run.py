@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--config", default="experiments/configs/long_antiderivative.toml")
     p.add_argument("--out", default="experiments/spine/results")
     p.add_argument("--set", dest="sets", action="append", default=[])
+    p.add_argument("--overwrite", action="store_true", help="replace the runs already in --out")
     args = p.parse_args()
     out = Path(args.out)
     base = load_toml(args.config)
@@ -46,7 +47,7 @@ def main() -> None:
         from fedqnn.tasks import get_task
 
         model = get_task(cfg["task"]).build_model(cfg)
-        summary = fedqnn.run(*layers)
+        summary = fedqnn.run(*layers, overwrite=args.overwrite)
         m = summary["metrics"]
         curves[label] = [(r["round"], (r.get("eval") or {}).get("rel_l2")) for r in read_metrics(run_dir)]
         rows.append((label, count_parameters(model.quantum), count_parameters(model),

@@ -36,9 +36,18 @@ __all__ = [
     "write_node_keys",
     "write_ca",
     "write_supernode_keys",
+    "LOOPBACK_SANS",
+    "with_loopback",
+    "certificate_sans",
+    "missing_sans",
+    "certificate_problems",
 ]
 
 REGISTRY_FORMAT = "fedqnn-key-registry/1"
+#: Names every SuperLink certificate carries: the SuperLink's own helpers (its SuperExec and
+#: each run's ServerApp process) connect to the Runtime API on 127.0.0.1 and verify the
+#: certificate there; without it nodes join but runs stay ``pending`` for ever.
+LOOPBACK_SANS = ("127.0.0.1", "localhost")
 
 
 def generate_node_key() -> crypto.Ed25519PrivateKey:
@@ -159,17 +168,91 @@ def write_node_keys(names: Iterable[str], out: str | os.PathLike[str]) -> dict[s
     return written
 
 
+def with_loopback(sans: Iterable[str]) -> list[str]:
+    """``sans`` (order kept, duplicates dropped) with :data:`LOOPBACK_SANS` first."""
+    out: list[str] = []
+    for s in (*LOOPBACK_SANS, *sans):
+        if s and s not in out:
+            out.append(s)
+    return out
+
+
+def certificate_sans(pem: bytes) -> list[str]:
+    """The subject alternative names (IPs and DNS names, as text) of a PEM certificate."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(v) for v in san.get_values_for_type(x509.IPAddress)] + list(san.get_values_for_type(x509.DNSName))
+
+
+def _canonical_name(name: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
+
+
+def missing_sans(cert_path: str | os.PathLike[str], names: Iterable[str] = LOOPBACK_SANS[:1]) -> list[str]:
+    """The ``names`` (default: 127.0.0.1) that the certificate in ``cert_path`` does not cover."""
+    have = {_canonical_name(s) for s in certificate_sans(Path(cert_path).read_bytes())}
+    return [n for n in names if _canonical_name(n) not in have]
+
+
+def certificate_problems(cert_path: str | os.PathLike[str], ca_path: str | os.PathLike[str] | None = None,
+                         names: Iterable[str] = ()) -> list[str]:
+    """What would keep a SuperLink with this server certificate from serving runs (empty: fine).
+
+    The certificate must cover 127.0.0.1 (the SuperLink's SuperExec and ServerApps verify it
+    there), every name in ``names``, be issued by the CA in ``ca_path`` (if given) and be valid
+    now.
+    """
+    import datetime as _dt
+
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    except (OSError, ValueError) as exc:
+        return [f"{cert_path}: not a readable PEM certificate ({exc})"]
+    problems = []
+    missing = missing_sans(cert_path, [LOOPBACK_SANS[0], *names])
+    if LOOPBACK_SANS[0] in missing:
+        problems.append(f"{cert_path} does not cover 127.0.0.1: the SuperLink's own SuperExec and ServerApp "
+                        "processes connect there, so runs would stay 'pending' for ever; make it with "
+                        "`fedqnn keys ca` (which always adds 127.0.0.1 and localhost)")
+    problems += [f"{cert_path} does not cover {n}: a SuperNode dialling {n} fails the TLS handshake"
+                 for n in missing if n != LOOPBACK_SANS[0]]
+    now = _dt.datetime.now(_dt.UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        problems.append(f"{cert_path} is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
+                        f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)")
+    if ca_path is not None:
+        try:
+            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(Path(ca_path).read_bytes()))
+        except (OSError, ValueError, TypeError, InvalidSignature) as exc:
+            problems.append(f"{cert_path} was not issued by the CA in {ca_path} ({type(exc).__name__})")
+    return problems
+
+
 def write_ca(out: str | os.PathLike[str], sans: list[str], days: int = 365) -> dict[str, Path]:
     """``OUT/ca.crt``, ``OUT/ca.key``, ``OUT/server.pem``, ``OUT/server.key``.
 
     SuperLink: ``--ssl-ca-certfile ca.crt --ssl-certfile server.pem --ssl-keyfile server.key``;
     SuperNode: ``--root-certificates ca.crt``. ``sans`` must hold every address the
-    SuperNodes dial (IPs become iPAddress SANs, names dNSName SANs).
+    SuperNodes dial (IPs become iPAddress SANs, names dNSName SANs); 127.0.0.1 and localhost
+    (:data:`LOOPBACK_SANS`) are always added, first.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = crypto.make_ca(days=days)
-    srv_key, srv_cert = crypto.make_server_cert(ca_key, ca_cert, sans, days=days)
+    srv_key, srv_cert = crypto.make_server_cert(ca_key, ca_cert, with_loopback(sans), days=days)
     paths = {
         "ca_cert": out / "ca.crt",
         "ca_key": out / "ca.key",

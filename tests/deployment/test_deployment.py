@@ -1,7 +1,8 @@
 """The fedqnn app on Flower's Deployment Engine, on loopback.
 
-A real ``flower-superlink`` with TLS (CA and server certificate from ``fedqnn keys ca``) and
-SuperNode authentication, three registered ``flower-supernode``s (distinct ports), two rounds
+A real SuperLink (``fedqnn superlink``: Flower's SuperLink, Fleet API on one loopback port,
+Control and Runtime APIs on another) with TLS (CA and server certificate from ``fedqnn keys ca``)
+and SuperNode authentication, three registered ``flower-supernode``s (distinct ports), two rounds
 of the fedqnn app launched with ``flwr run``. ``node-2``'s client signs its updates with a key
 that is not in the server's registry (a tampered update: ``bad-signature``), so each round
 aggregates the two honest replies. A fourth SuperNode, never registered, must be refused.
@@ -59,6 +60,12 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    offset: int = 0  # where this process's part of the log starts (a restarted one appends)
+
+    def text(self) -> str:
+        with self.log.open("rb") as fh:
+            fh.seek(self.offset)
+            return fh.read().decode(errors="replace")
 
 
 @dataclass
@@ -68,19 +75,21 @@ class Cluster:
     env: dict[str, str]
     procs: list[Proc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS` for the flwr CLI
 
-    def start(self, name: str, cmd: list[str]) -> Proc:
+    def start(self, name: str, cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Proc:
         log = self.root / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("wb") as fh:
-            popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.root, start_new_session=True)
-        proc = Proc(name, popen, log)
+        offset = log.stat().st_size if log.exists() else 0
+        with log.open("ab") as fh:  # a restarted process appends to its log
+            popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env or self.env,
+                                     cwd=cwd or self.root, start_new_session=True)
+        proc = Proc(name, popen, log, offset)
         self.procs.append(proc)
         return proc
 
     def flwr(self, *args: str, timeout: float = T_CLI) -> subprocess.CompletedProcess[str]:
-        cmd = [FLWR, *args]
+        cmd = [*self.prefix, FLWR, *args]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.root,
                                  timeout=timeout)
@@ -131,6 +140,17 @@ class Cluster:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_env(home: Path) -> dict[str, str]:
+    """:func:`fedqnn.deploy.flwr_env` with this repository importable (``fedqnn superlink`` runs
+    as ``python -m fedqnn.superlink``)."""
+    env = deploy.flwr_env(home)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -186,17 +206,31 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _wait_listening(cluster: Cluster, proc: Proc, port: int, timeout: float) -> None:
+def _wait_log(cluster: Cluster, proc: Proc, text: str, timeout: float) -> None:
+    """Wait until ``text`` is in ``proc``'s log (a SuperLink: "self-check passed")."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise AssertionError(f"{proc.name} exited with {proc.popen.returncode}\n" + cluster.report())
-        with socket.socket() as s:
-            s.settimeout(1.0)
-            if s.connect_ex(("127.0.0.1", port)) == 0 and "Uvicorn running" in proc.log.read_text(errors="replace"):
-                return
+        if text in proc.text():
+            return
         time.sleep(0.5)
-    raise AssertionError(f"{proc.name} not listening on {port} after {timeout:.0f} s\n" + cluster.report())
+    raise AssertionError(f"{proc.name}: no {text!r} after {timeout:.0f} s\n" + cluster.report())
+
+
+READY = "self-check passed"  # fedqnn superlink: listening, TLS on 127.0.0.1 fine, Control API not on the Fleet address
+
+
+def _wait_run(cluster: Cluster, connection: str, run_id: str, timeout: float = 1200.0) -> str:
+    """The run's final status (``flwr list`` JSON); a run stuck in ``pending`` fails loudly."""
+    def status() -> str | None:
+        return deploy.run_status(cluster.flwr_json("list", connection, "--run-id", run_id), run_id)
+
+    try:
+        return deploy.wait_for_run(status, timeout=timeout, pending_timeout=180.0)
+    except TimeoutError as exc:
+        logs = cluster.flwr("log", run_id, connection, "--show", timeout=T_CLI)
+        raise AssertionError(f"run {run_id}: {exc}\nServerApp log:\n{logs.stdout[-6000:]}" + cluster.report()) from exc
 
 
 # ---------------------------------------------------------------------------- the deployment
@@ -232,7 +266,7 @@ def _run_overrides(out: Path, registry: Path) -> dict[str, Any]:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("deploy")
     home = root / "flwr-home"
-    cluster = Cluster(root, home, deploy.flwr_env(home))
+    cluster = Cluster(root, home, run_env(home))
     keys, wrong, out = root / "keys", root / "wrong-keys", root / "out"
     try:
         # keys: CA + server cert, node Ed25519 keys + registry, SuperNode ECDSA keys (4: one unregistered)
@@ -242,13 +276,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         assert fedqnn_main(["keys", "node", "--names", f"node-{TAMPERED}", "--out", str(wrong)]) == 0
         app = deploy.stage_app(root / "app")
 
-        link_port, *node_ports = _free_ports(NODES + 2)
-        address = f"127.0.0.1:{link_port}"
+        control_port, fleet_port, *node_ports = _free_ports(NODES + 3)
+        address = f"127.0.0.1:{fleet_port}"  # the SuperNodes' Fleet API; the flwr CLI uses control_port
         link = cluster.start("superlink", deploy.superlink_command(
             ca_cert=keys / "ca.crt", server_cert=keys / "server.pem", server_key=keys / "server.key",
-            port=link_port, exe=str(BIN / "flower-superlink")))
-        deploy.add_connection(home, CONNECTION, address, keys / "ca.crt")
-        _wait_listening(cluster, link, link_port, T_START)
+            fleet_address=address, control_port=control_port))
+        deploy.add_connection(home, CONNECTION, f"127.0.0.1:{control_port}", keys / "ca.crt")
+        _wait_log(cluster, link, READY, T_START)
 
         with ThreadPoolExecutor(NODES) as pool:
             regs = list(pool.map(
@@ -278,16 +312,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             f"flwr run did not start the run: {sub.get('error-message', sub)}" + cluster.report())
         run_id = str(sub["run-id"])
 
-        status, deadline = None, time.monotonic() + T_RUN
-        while time.monotonic() < deadline:
-            status = deploy.run_status(cluster.flwr_json("list", CONNECTION, "--run-id", run_id), run_id)
-            if status is not None and status.startswith("finished"):
-                break
-            time.sleep(3.0)
+        status = _wait_run(cluster, CONNECTION, run_id, T_RUN)
         if status != deploy.COMPLETED:
             logs = cluster.flwr("log", run_id, CONNECTION, "--show", timeout=T_CLI)
-            raise AssertionError(f"run {run_id}: status {status!r} (want {deploy.COMPLETED!r}) after "
-                                 f"{T_RUN:.0f} s at most\nServerApp log:\n{logs.stdout[-6000:]}" + cluster.report())
+            raise AssertionError(f"run {run_id}: status {status!r} (want {deploy.COMPLETED!r})\n"
+                                 f"ServerApp log:\n{logs.stdout[-6000:]}" + cluster.report())
 
         try:
             refused.popen.wait(timeout=T_START)
@@ -341,7 +370,7 @@ def test_unregistered_supernode_is_refused(deployment: Deployment) -> None:
 
 
 def test_staged_app_declares_every_scalar_config_key(tmp_path: Path) -> None:
-    """flwr 1.41 refuses a --run-config key the app's config table does not declare."""
+    """flwr 1.42 refuses a --run-config key the app's config table does not declare."""
     from flwr.common.config import flatten_dict, fuse_dicts, parse_config_args
 
     app = deploy.stage_app(tmp_path / "app")

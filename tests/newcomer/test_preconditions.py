@@ -72,7 +72,7 @@ def _run_on_local_grid(monkeypatch, tmp_path, **overrides):
     from fedqnn.server_app import run_server
     from tests.faults.helpers import SMALL, LocalGrid
 
-    def fake(cfg, validated=True, resume=False):
+    def fake(cfg, validated=True, resume=False, overwrite=False):
         return run_server(LocalGrid(cfg["clients"]), cfg)
 
     monkeypatch.setattr(fedqnn.simulation, "run_simulation_from_config", fake)

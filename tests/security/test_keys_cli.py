@@ -84,3 +84,36 @@ def test_envelope_sign_verify_and_field_binding():
     assert not envelope.verify_envelope(key.public_key(), envelope.Envelope("r", -1, "n", "x", b"\x11" * 32), sig)
     tag = envelope.mac_envelope(b"k" * 32, env)
     assert envelope.verify_mac(b"k" * 32, env, tag) and not envelope.verify_mac(b"j" * 32, env, tag)
+
+
+def test_keys_ca_always_covers_loopback_and_check_accepts_it(tmp_path, capsys):
+    """The SuperLink's SuperExec and ServerApps verify its certificate on 127.0.0.1: without that
+    SAN nodes join but runs stay pending for ever (issue 18)."""
+    assert fedqnn_main(["keys", "ca", "--out", str(tmp_path), "--san", "10.77.0.1,link.example"]) == 0
+    sans = keys.certificate_sans((tmp_path / "server.pem").read_bytes())
+    assert sorted(sans) == sorted(["127.0.0.1", "10.77.0.1", "localhost", "link.example"])
+    assert keys.certificate_problems(tmp_path / "server.pem", tmp_path / "ca.crt", ["10.77.0.1"]) == []
+    assert fedqnn_main(["keys", "check", "--cert", str(tmp_path / "server.pem"), "--ca", str(tmp_path / "ca.crt"),
+                        "--san", "10.77.0.1,link.example"]) == 0
+    assert fedqnn_main(["keys", "ca", "--out", str(tmp_path / "bare")]) == 0  # no --san: loopback only
+    assert sorted(keys.certificate_sans((tmp_path / "bare" / "server.pem").read_bytes())) == ["127.0.0.1", "localhost"]
+
+
+def test_keys_check_refuses_a_certificate_without_loopback(tmp_path, capsys):
+    """Negative control: a certificate for the public address only (what `--san HOST` made before)."""
+    from fedqnn.security import crypto
+
+    ca_key, ca_cert = crypto.make_ca(days=1)
+    _, srv = crypto.make_server_cert(ca_key, ca_cert, ["10.77.0.1"], days=1)
+    (tmp_path / "ca.crt").write_bytes(crypto.cert_pem(ca_cert))
+    (tmp_path / "server.pem").write_bytes(crypto.cert_pem(srv))
+    problems = keys.certificate_problems(tmp_path / "server.pem", tmp_path / "ca.crt", ["10.77.0.1"])
+    assert len(problems) == 1 and "does not cover 127.0.0.1" in problems[0] and "pending" in problems[0]
+    assert fedqnn_main(["keys", "check", "--cert", str(tmp_path / "server.pem"), "--ca", str(tmp_path / "ca.crt")]) == 1
+    assert "127.0.0.1" in capsys.readouterr().err
+    # a name it lacks, and a CA that did not issue it
+    other = tmp_path / "other"
+    assert fedqnn_main(["keys", "ca", "--out", str(other)]) == 0
+    problems = keys.certificate_problems(other / "server.pem", tmp_path / "ca.crt", ["10.77.0.9"])
+    assert any("does not cover 10.77.0.9" in p for p in problems)
+    assert any("was not issued by the CA" in p for p in problems)
