@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fedqnn.network.cli import run_sim
+from fedqnn.network.experiment import mixture_served as chord
 from fedqnn.network.policies import FullPolicy, JitPolicy, LookaheadPolicy
 from fedqnn.registry import POLICIES
 
@@ -114,17 +115,6 @@ def _ci(x: list[float]) -> tuple[float, float]:
         return float(a.mean()), math.nan
     t = T95.get(a.size - 1, 1.96 if a.size > 30 else 2.0)
     return float(a.mean()), t * float(a.std(ddof=1)) / math.sqrt(a.size)
-
-
-def chord(u: float, jit: tuple[float, float], full: tuple[float, float]) -> float:
-    """Served of the best jit/full mixture at utilization u: the chord between the two points;
-    full's served below full's utilization; above jit's (no mixture reaches it), jit's served."""
-    (uj, sj), (uf, sf) = jit, full
-    if u <= uf:
-        return sf
-    if u >= uj:
-        return sj
-    return sf + (sj - sf) * (u - uf) / (uj - uf)
 
 
 def summarise(recs: list[dict[str, Any]]) -> dict[str, Any]:
