@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fedqnn.network.cli import run_sim
+from fedqnn.network.cli import parse_seeds, run_sim
 from fedqnn.network.experiment import mixture_served as chord
 from fedqnn.network.policies import FullPolicy, JitPolicy, LookaheadPolicy
 from fedqnn.registry import POLICIES
@@ -75,14 +75,6 @@ class LaGenAwareTest(LookaheadPolicy):
 VARIANTS = (JitLaTest, FullLaTest, LaGenAwareTest)
 ELIGIBLE_POLICIES = ("default", "aware", "jit", "full", "oracle", "oblivious", *(v.name for v in VARIANTS))
 ANY_POLICIES = ("default", "aware", "jit", "full")
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    return out
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -255,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--R", default="3,10")
     ap.add_argument("--mdp", action="store_true", help="also the exact frontier of small instances")
     args = ap.parse_args(argv)
-    args.seeds = _seeds(args.seeds)
+    args.seeds = parse_seeds(args.seeds)
     args.R = [float(x) for x in args.R.split(",")]
     summary = summarise(run(args))
     md = table(summary, args.seeds)
