@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from fedqnn.network.cli import run_sim
+from fedqnn.network.cli import parse_seeds, run_sim
+from fedqnn.network.experiment import mixture_served as chord
 from fedqnn.network.policies import FullPolicy, JitPolicy, LookaheadPolicy
 from fedqnn.registry import POLICIES
 
@@ -76,14 +77,6 @@ ELIGIBLE_POLICIES = ("default", "aware", "jit", "full", "oracle", "oblivious", *
 ANY_POLICIES = ("default", "aware", "jit", "full")
 
 
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    return out
-
-
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every (select, policy, R, seed) record, from ``runs.json`` or run now."""
     for v in VARIANTS:
@@ -114,17 +107,6 @@ def _ci(x: list[float]) -> tuple[float, float]:
         return float(a.mean()), math.nan
     t = T95.get(a.size - 1, 1.96 if a.size > 30 else 2.0)
     return float(a.mean()), t * float(a.std(ddof=1)) / math.sqrt(a.size)
-
-
-def chord(u: float, jit: tuple[float, float], full: tuple[float, float]) -> float:
-    """Served of the best jit/full mixture at utilization u: the chord between the two points;
-    full's served below full's utilization; above jit's (no mixture reaches it), jit's served."""
-    (uj, sj), (uf, sf) = jit, full
-    if u <= uf:
-        return sf
-    if u >= uj:
-        return sj
-    return sf + (sj - sf) * (u - uf) / (uj - uf)
 
 
 def summarise(recs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -179,32 +161,47 @@ def table(summary: dict[str, Any], seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+COLORS = {"default": "C3", "aware": "C0", "jit": "C2", "full": "C1", "oracle": "C4", "oblivious": "C7",
+          "jit+la-test": "C2", "full+la-test": "C1", "la-gen+aware-test": "C9"}
+
+
 def plot(summary: dict[str, Any], path: Path) -> None:
-    """One panel per R: every policy's (utilization, served) with CIs, and the two chords."""
+    """One panel per R: every policy's (utilization, served) with CIs, and the two chords.
+    Filled: K of the eligible nodes; hollow squares: K of all nodes; points below served 0.6
+    are listed in the title instead (oblivious at R = 3)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     Rs = sorted({r["R"] for r in summary["rows"]})
-    fig, axes = plt.subplots(1, len(Rs), figsize=(6.2 * len(Rs), 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(Rs), figsize=(6.4 * len(Rs), 5.6), squeeze=False)
     for ax, R in zip(axes[0], Rs):
         rows = {(r["select"], r["policy"]): r for r in summary["rows"] if r["R"] == R}
+        off = []
         for (select, pol), r in sorted(rows.items()):
-            hollow = select == "any"
+            if r["served"] < 0.6:
+                off.append(f"{pol} ({r['utilization']:.2f}, {r['served']:.2f})")
+                continue
+            hollow, dashed = select == "any", "+" in pol
             ax.errorbar(r["utilization"], r["served"], xerr=r["utilization_ci"], yerr=r["served_ci"],
-                        fmt="o" if not hollow else "s", mfc="none" if hollow else None, capsize=2,
-                        label=f"{pol}{' (any node)' if hollow else ''}")
-        for a, b, style in (("jit", "full", "-"), ("jit+la-test", "full+la-test", ":")):
+                        fmt="s" if hollow else ("D" if dashed else "o"), color=COLORS.get(pol, "k"),
+                        mfc="none" if hollow or dashed else None, capsize=2, ms=6)
+            ax.annotate(pol + (" (any)" if hollow else ""), (r["utilization"], r["served"]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points", color=COLORS.get(pol, "k"))
+        for a, b, style, lab in (("jit", "full", "-", "mixture jit / full"),
+                                 ("jit+la-test", "full+la-test", ":", "mixture, the default's test")):
             if ("eligible", a) in rows and ("eligible", b) in rows:
                 pa, pb = rows[("eligible", a)], rows[("eligible", b)]
                 ax.plot([pa["utilization"], pb["utilization"]], [pa["served"], pb["served"]], "k" + style, lw=1,
-                        label=f"mixture {a} / {b}")
-        ax.set_title(f"R = {R:g} (50 nodes, K = 25 of the eligible; squares: K of all)")
+                        label=lab)
+        ax.set_title(f"R = {R:g}" + (f"; off the chart: {', '.join(off)}" if off else ""), fontsize=9)
         ax.set_xlabel("utilization")
         ax.set_ylabel("served")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Broker only, 50 nodes, K = 25 a round: circles among the eligible, squares among all nodes; "
+                 "held-out seeds, mean ± 95 % CI", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -229,7 +226,8 @@ def mdp_frontier(path: Path, names: list[str], ws: list[float]) -> list[dict[str
         ax.plot([r["optimal_utilization"] for r in recs], [r["optimal_served"] for r in recs], "k.-",
                 label="optimal (w = " + ", ".join(f"{w:g}" for w in ws) + ")")
         for pol, m in recs[0]["policies"].items():
-            ax.plot(m["utilization"], m["served"], "o", label=pol)
+            ax.plot(m["utilization"], m["served"], "o", label=pol,
+                    color=COLORS.get("default" if pol == recs[0]["policy"] else pol, "k"))
         ax.set_title(name)
         ax.set_xlabel("utilization")
         ax.set_ylabel("served")
@@ -249,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--R", default="3,10")
     ap.add_argument("--mdp", action="store_true", help="also the exact frontier of small instances")
     args = ap.parse_args(argv)
-    args.seeds = _seeds(args.seeds)
+    args.seeds = parse_seeds(args.seeds)
     args.R = [float(x) for x in args.R.split(",")]
     summary = summarise(run(args))
     md = table(summary, args.seeds)

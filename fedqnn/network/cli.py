@@ -25,7 +25,7 @@ import sys
 import tomllib
 from typing import Any
 
-__all__ = ["add_arguments", "main", "parse_sets", "run_sim"]
+__all__ = ["add_arguments", "main", "parse_seeds", "parse_sets", "run_sim"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim = sub.add_parser("sim", help="broker-only runs with a fixed demand, one record per (policy, R, seed)")
     sim.add_argument("--nodes", type=int, default=50, help="client nodes (default 50)")
     sim.add_argument("--rounds", type=int, default=30, help="rounds per run (default 30)")
-    sim.add_argument("--seeds", default="100,101,102,103,104",
-                     help="comma-separated seeds (default 100-104, held out from tuning on 0-9)")
+    sim.add_argument("--seeds", default="100-104",
+                     help="comma-separated seeds or ranges a-b (default 100-104, held out from tuning on 0-9)")
     sim.add_argument("--policies", default="default,jit,full", help="comma-separated policy names")
     sim.add_argument("--R", default="3,10", help="comma-separated target R = r t_c ('-': the config's)")
     sim.add_argument("--participation", type=float, default=None,
@@ -55,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _csv(text: str) -> list[str]:
     return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1,5-7"`` -> ``[1, 5, 6, 7]``."""
+    out: list[int] = []
+    for part in _csv(text):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    return out
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -115,7 +124,7 @@ def _table(records: list[dict[str, Any]], keys: tuple[str, ...], cols: tuple[str
 
 def _sim(args: argparse.Namespace) -> int:
     Rs = [None if r == "-" else float(r) for r in _csv(args.R)]
-    recs = run_sim(args.nodes, args.rounds, [int(s) for s in _csv(args.seeds)], _csv(args.policies), Rs,
+    recs = run_sim(args.nodes, args.rounds, parse_seeds(args.seeds), _csv(args.policies), Rs,
                    parse_sets(args.sets), args.participation, args.select)
     if args.json:
         print(json.dumps(recs, indent=1))

@@ -24,7 +24,7 @@ import numpy as np
 from fedqnn.network.broker import Broker
 from fedqnn.seeding import rng
 
-__all__ = ["run_broker"]
+__all__ = ["run_broker", "mixture_served"]
 
 
 def run_broker(
@@ -100,3 +100,19 @@ def run_broker(
         "records": records,
         "broker": broker,
     }
+
+
+def mixture_served(u: float, jit: tuple[float, float], full: tuple[float, float]) -> float:
+    """Served of the best mixture of ``jit`` and ``full`` at utilization u, each given as
+    (utilization, served): time-sharing between the two traces the chord
+
+        s(u) = s_f + (s_j - s_f) (u - u_f) / (u_j - u_f),   u_f <= u <= u_j;
+
+    below full's utilization full's served (free disposal), above jit's (no mixture reaches
+    it) jit's served."""
+    (uj, sj), (uf, sf) = jit, full
+    if u <= uf:
+        return sf
+    if u >= uj:
+        return sj
+    return sf + (sj - sf) * (u - uf) / (uj - uf)

@@ -3,9 +3,11 @@
 The MDP: the state is the inventory (per-link age histograms, link up/down) plus the pending
 demand; the actions per time step are, per link, *attempt generation or hold*, and per
 pending end-to-end request *purify / swap along the path / deliver*, with *let expire*
-implicit in not consuming; the reward is the number of delivered pairs with F >= F_min
-(optionally weighted by the learning value of the nodes they serve, ``priority``) minus the
-raw pairs that expire or are wasted.
+implicit in not consuming; the reward of a step is the number of delivered pairs with
+F >= F_min (optionally weighted by the learning value of the nodes they serve, ``priority``)
+minus w times the raw pairs that expire or are wasted (w = ``mdp_instances.WASTE_COST`` =
+0.2). It is solved exactly on small instances by :mod:`fedqnn.network.mdp_solve`
+(docs/broker.md, "The broker as a solved MDP").
 
 Swapping and delivery are greedy for every policy (serving pending requests as soon as every
 hop holds a pair is optimal: a pair only loses value by waiting, and demand is fixed from

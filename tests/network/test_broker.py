@@ -25,7 +25,7 @@ def _ledger_balances(out: dict) -> None:
     assert lhs > 0
 
 
-@pytest.mark.parametrize("policy", ["aware", "oblivious", "random", "oracle"])
+@pytest.mark.parametrize("policy", ["aware", "oblivious", "random", "oracle", "jit", "full", "lookahead"])
 def test_conservation_every_policy(policy: str) -> None:
     out = run_broker({**SMALL, "policy": policy}, 20, 8, seed=1, reject_fraction=0.3)
     _ledger_balances(out)
@@ -164,12 +164,16 @@ def test_unknown_policy_names_the_field() -> None:
         Broker.from_config({"policy": "psychic"}, ["node-0"], 0)
 
 
+HELD_OUT = (300, 301, 302, 303, 304)  # seeds never used to set a constant (tuning: 0-9; tables: 100-119, 200-219)
+
+
 @pytest.mark.slow
-def test_done_when_default_regime_50_nodes_5_seeds() -> None:
-    """Issue 4: aware reaches utilization >= 0.90, served >= 0.95, F >= F_min (5 seeds)."""
+def test_done_when_default_regime_50_nodes_held_out_seeds() -> None:
+    """Issue 4's goal for the default policy: utilization >= 0.90, served >= 0.95, F >= F_min
+    (held-out seeds; outages as common random numbers)."""
     util, served, fid = [], [], []
-    for seed in range(5):
-        out = run_broker({"policy": "aware"}, 50, 30, seed=seed)
+    for seed in HELD_OUT:
+        out = run_broker({}, 50, 30, seed=seed)
         util.append(out["utilization"])
         served.append(out["served"])
         fid.append(out["mean_consumed_fidelity"])
@@ -180,9 +184,9 @@ def test_done_when_default_regime_50_nodes_5_seeds() -> None:
 
 @pytest.mark.slow
 def test_aware_beats_oblivious_at_short_coherence() -> None:
-    """Issue 4: at R = 3 aware has higher utilization and serves at least as much."""
+    """Issue 4: at R = 3 aware has higher utilization and serves at least as much (held-out seeds)."""
     cfg = {"target_R": 3.0, "steps_per_round": 8}
-    for seed in range(2):
+    for seed in HELD_OUT[:2]:
         a = run_broker({**cfg, "policy": "aware"}, 30, 15, seed=seed)
         o = run_broker({**cfg, "policy": "oblivious"}, 30, 15, seed=seed)
         assert a["utilization"] > o["utilization"]
