@@ -136,7 +136,7 @@ def _histograms(K: int, C: int) -> list[tuple[int, ...]]:
 
 
 @dataclass
-class _Delivery:
+class _DeliveryTable:
     """Deterministic delivery from (joint state, pending-rank) to (joint state, pending-rank)."""
 
     next_j: NDArray[np.int64]  # (J, PR)
@@ -238,7 +238,7 @@ class BrokerMDP:
         b.inv.stored = saved
         return table
 
-    def _delivery_table(self) -> _Delivery:
+    def _delivery_table(self) -> _DeliveryTable:
         """Grants of every (joint state, pending-rank), the oldest pairs taken on each link."""
         grants = self._grant_table()
         nr = len(self.ranks)
@@ -259,7 +259,7 @@ class BrokerMDP:
             p_idx = p_idx * (self.q + 1) + left[:, :, i]
         next_pr = p_idx * nr + (np.arange(self.PR) % nr)[None, :]
         hops = self.b.hops.astype(float)
-        return _Delivery(next_j=next_j, next_pr=next_pr, delivered=g.sum(axis=2).astype(float), used=g @ hops)
+        return _DeliveryTable(next_j=next_j, next_pr=next_pr, delivered=g.sum(axis=2).astype(float), used=g @ hops)
 
     # ------------------------------------------------------------------ steps
     def matrix(self, a: int) -> sparse.csr_matrix:
