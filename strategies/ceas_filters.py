@@ -11,8 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.stats import chi2, norm
 
+from strategies.ceas_tests import (
+    chi2_bounds,
+    direction_statistics,
+    far_threshold,
+    heterogeneity_expected,
+    leave_one_out_medians,
+    noise_floor_expected,
+    pair_log_ratios,
+    robust_z,
+)
 from strategies.ceas_weights import (
     STAMP_SCALE,
     _as_stamps,
@@ -60,6 +69,7 @@ class OutlierFilter(Protocol):
         metric: np.ndarray | None = None,
         scale: float = STAMP_SCALE,
         f: int | None = None,
+        sizes: np.ndarray | None = None,
     ) -> FilterResult: ...
 
 
@@ -79,7 +89,7 @@ class NoFilter:
 
     name: str = "none"
 
-    def __call__(self, vectors, stamps, *, metric=None, scale=STAMP_SCALE, f=None) -> FilterResult:  # noqa: D102
+    def __call__(self, vectors, stamps, *, metric=None, scale=STAMP_SCALE, f=None, sizes=None) -> FilterResult:  # noqa: D102
         x = as_vectors(vectors)
         return FilterResult(kept=np.arange(x.shape[0]), reasons={}, details={}, center=None)
 
@@ -95,7 +105,7 @@ class MedianDistanceFilter:
     z: float = 3.0
     name: str = "median"
 
-    def __call__(self, vectors, stamps, *, metric=None, scale=STAMP_SCALE, f=None) -> FilterResult:  # noqa: D102
+    def __call__(self, vectors, stamps, *, metric=None, scale=STAMP_SCALE, f=None, sizes=None) -> FilterResult:  # noqa: D102
         x = as_vectors(vectors)
         n = x.shape[0]
         y = metric_transform(x, metric)
@@ -126,41 +136,11 @@ def _weighted_coordinate_median(y: np.ndarray, w: np.ndarray) -> np.ndarray:
 _TINY = 1e-300
 
 
-def _log_ratios(y: np.ndarray, c: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """log(||y_k - c||^2 / E_k), floored at a tiny positive ratio."""
-    return np.log(np.maximum(np.einsum("ij,ij->i", y - c, y - c) / expected, _TINY))
-
-
-def _pair_log_ratios(y: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """log D_ij, D_ij = ||y_i - y_j||^2 / (T_i + T_j) (zero diagonal floored at a tiny ratio)."""
-    sq = np.einsum("ij,ij->i", y, y)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (y @ y.T), 0.0)
-    np.fill_diagonal(d2, 0.0)
-    return np.log(np.maximum(d2 / (t[:, None] + t[None, :]), _TINY))
-
-
 def _median_start(y: np.ndarray, t: np.ndarray, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(c, E): the weighted coordinate-wise median and E_k = T_k + its asymptotic variance
     (pi/2) sum w^2 / (sum_k w_k / sqrt(T_k))^2."""
     t_c = (math.pi / 2.0) * float(np.sum(w0 * w0)) / float(np.sum(w0 / np.sqrt(t))) ** 2
     return _weighted_coordinate_median(y, w0), t + t_c
-
-
-def _centred_expected(t: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """E_k = T_k (1 - 2 w_k) + sum_j w_j^2 T_j: the centre sum_j w_j y_j contains y_k."""
-    return np.maximum(t * (1.0 - 2.0 * w) + float(np.sum(w * w * t)), _TINY)
-
-
-def _ratio_rejections(lr: np.ndarray, lo: float, hi: float) -> dict[int, str]:
-    """``far`` for ratio > hi, ``near`` for ratio < lo."""
-    reject: dict[int, str] = {}
-    for i in range(lr.shape[0]):
-        ri = math.exp(lr[i])
-        if ri > hi:
-            reject[i] = f"far: distance^2/expected {ri:.3g} > {hi:.3g}"
-        elif ri < lo:
-            reject[i] = f"near: distance^2/expected {ri:.3g} < {lo:.3g} (less noise than its stamp predicts)"
-    return reject
 
 
 def _closest_half(lr: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
@@ -173,13 +153,17 @@ def _closest_half(lr: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
 
 @dataclass(frozen=True)
 class _Round:
-    """What one filter call fixes before iterating: transformed vectors, stamps, predicted spreads
-    T_k, pair ratios and the (constant) bounds."""
+    """What one filter call fixes before iterating: transformed vectors, stamps, noise floors
+    v_k, heterogeneity tau2, data-size prior, pair ratios, the leave-one-out medians and the bounds."""
 
     y: np.ndarray
     phi: np.ndarray
-    t: np.ndarray
+    v: np.ndarray
+    tau2: float
+    prior: np.ndarray | None
     log_pair: np.ndarray
+    median: np.ndarray
+    deff: float
     lo: float
     hi: float
     lo_pair: float
@@ -190,45 +174,46 @@ class _Round:
 @dataclass(frozen=True)
 class StampConsistencyFilter:
     """Stamp-consistency filter (``outlier:stamp``): each update judged against its own predicted
-    spread, two-sided, plus a collusion (too-close pair) test.
+    spread, with tests whose null distributions hold under data heterogeneity
+    (:mod:`strategies.ceas_tests` has the statistics; docs/aggregation.md the derivations).
 
-    With T_k = scale / phi_k = tr(G Sigma_k) (the node's own, possibly lying, claim), a robust
-    centre c and r_k = ||y_k - c||^2 / E_k, where E_k is the expected value for an honest node:
+    With v_k = scale / phi_k (the node's predicted QPU-noise spread, from its possibly lying
+    claim), tau2 the between-node variance of the data, a centre c = sum_j w_j y_j (capped
+    random-effects weights over the kept nodes; ``sizes`` n_k set their target, FedAvg's), and
+    F_k, H_k the noise and heterogeneity parts of E||y_k - c||^2:
 
-    * initial centre: a coordinate-wise median, unweighted and weighted by the stamps capped at
-      the median stamp (``start="auto"`` runs both and keeps the end point whose ratios r_k are
-      most consistent, by a capped log-normal likelihood), E_k = T_k + the start's asymptotic
-      variance (pi/2) sum w^2 / (sum_k w_k T_k^-1/2)^2;
-    * then c = sum_j w_j y_j with the capped fidelity weights w over the kept nodes and
-      E_k = T_k (1 - 2 w_k) + sum_j w_j^2 T_j (the centre contains y_k with weight w_k);
-    * r is divided by its median over kept nodes, clipped to [1/max_rescale, max_rescale]
-      (absorbs a common miscalibration of stamps, but not a centre dragged away by attackers,
-      which also raises every ratio);
-    * in log space: reject ``far`` if r_k > hi and ``near`` if r_k < lo, (lo, hi) = the wider of
-      the chi-square quantiles chi2_q(d_eff)/d_eff at z standard deviations and exp(-+z s0),
-      s0 = sqrt(2/d_eff + stamp_log_sd^2) (chi-square concentration in d_eff effective
-      dimensions (``eff_dim``; default d, or the metric's participation ratio
-      (tr G)^2 / tr(G^2)), plus the honest stamps' own calibration error);
-    * reject both of a pair (i, j) whose D_ij = ||y_i - y_j||^2 / (T_i + T_j), divided by its
-      median, is below the lower bound at z_pair: independent honest noises cannot be that
-      close (identical colluding vectors, mimicry);
-    * iterate (re-centre, re-test every node, so a wrongly rejected node can come back) until the
+    * ``near``: ||y_k - c||^2 / F_k below the chi-square lower bound (less noise than the node's
+      own claim allows, whatever its data);
+    * ``pair``: ||y_i - y_j||^2 / (v_i + v_j) below the lower bound at z_pair (two updates closer
+      than independent QPU noises can be: colluders, mimicry); both of the pair are rejected;
+    * ``far``: ||y_k - c||^2 / (F_k + H_k), divided by its median, above the wider of the
+      chi-square bound and z x 1.4826 MAD of the log ratios (the honest nodes' own dispersion);
+    * ``direction``: |robust z| > z_dir of the leave-one-out component along the consensus
+      update or along the centre's shift from the coordinate-wise median (sign flip, label flip,
+      a common push that distance tests cannot see);
+    * near and pair ratios are divided by their median only when it is below 1 (an
+      over-estimated floor), far ratios by their median clipped to [1/max_rescale, max_rescale];
+    * start from two coordinate-wise medians (unweighted and weighted by the stamps capped at the
+      median stamp; ``start="auto"`` keeps the end point whose ratios are most consistent),
+      iterate (re-centre, re-test every node, so a wrongly rejected node can come back) until the
       kept set is stable.
 
-    A node that lies about a small Sigma_k (large stamp) gets a small T_k, hence a tight
-    tolerance: ALIE (about 0.2x an honest node's spread) with an inflated stamp is ``far``; with
-    an honest-looking stamp it is ``near``; several ALIE nodes sending one vector are a ``pair``.
-    Under non-IID data pass ``tau2`` > 0 (between-node variance; see docs/aggregation.md).
+    d_eff is ``eff_dim`` or the metric's participation ratio (tr G)^2 / tr(G^2) (d without a
+    metric). A node claiming a small variance shrinks its own tolerance: ALIE with an inflated
+    stamp is ``far``, with an honest-looking one ``near``, several ALIE nodes sending one vector
+    are a ``pair``.
     """
 
     z: float = 3.5
     z_pair: float = 4.0
+    z_dir: float = 4.0
     eff_dim: float | None = None
     stamp_log_sd: float = 0.2
     cap_multiple: float | None = 3.0
     tau2: float = 0.0
     normalise: bool = True
     pairwise: bool = True
+    directional: bool = True
     max_iter: int = 10
     start: str = "auto"
     max_rescale: float = 1.5
@@ -248,20 +233,13 @@ class StampConsistencyFilter:
         return float(min(d, max(1.0, tot * tot / max(float(np.sum(ev * ev)), 1e-300)))) if tot > 0 else float(d)
 
     def bounds(self, d: int, z: float, deff: float | None = None) -> tuple[float, float]:
-        """(lo, hi) for a normalised ratio at z standard deviations: the wider of the chi-square
-        model's quantiles chi2_q(d_eff) / d_eff (tail 1 - Phi(z) each side) and
-        exp(-+z s0), s0 = sqrt(2 / d_eff + stamp_log_sd^2)."""
-        deff = float(deff if deff is not None else (self.eff_dim or d))
-        tail = float(norm.sf(z))
-        s = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
-        lo = min(float(chi2.ppf(tail, deff) / deff), math.exp(-z * s))
-        hi = max(float(chi2.isf(tail, deff) / deff), math.exp(z * s))
-        return lo, hi
+        """(lo, hi) for a normalised ratio at z standard deviations (:func:`chi2_bounds`)."""
+        return chi2_bounds(z, float(deff if deff is not None else (self.eff_dim or d)), self.stamp_log_sd)
 
-    def __call__(self, vectors, stamps, *, metric=None, scale=STAMP_SCALE, f=None) -> FilterResult:  # noqa: D102
+    def __call__(self, vectors, stamps, *, metric=None, scale=STAMP_SCALE, f=None, sizes=None) -> FilterResult:  # noqa: D102
         x = as_vectors(vectors)
         n = x.shape[0]
-        rd = self._setup(x, _as_stamps(stamps, n), metric, scale)
+        rd = self._setup(x, _as_stamps(stamps, n), metric, scale, sizes)
         best = None
         for w0 in self._starts(rd.phi):
             out = self._run(rd, w0)
@@ -271,14 +249,19 @@ class StampConsistencyFilter:
         center = w @ x if w.any() else np.median(x, axis=0)
         return _result(self.name, n, reject, center)
 
-    def _setup(self, x: np.ndarray, phi: np.ndarray, metric: np.ndarray | None, scale: float) -> _Round:
+    def _setup(self, x: np.ndarray, phi: np.ndarray, metric: np.ndarray | None, scale: float,
+               sizes: np.ndarray | None) -> _Round:
         y = metric_transform(x, metric)
-        t = float(scale) / phi + float(self.tau2)
+        v = float(scale) / phi
         deff = self._eff_dim(x.shape[1], metric)
         lo, hi = self.bounds(x.shape[1], self.z, deff)
         lo_pair, _ = self.bounds(x.shape[1], self.z_pair, deff)
         s0 = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
-        return _Round(y, phi, t, _pair_log_ratios(y, t), lo, hi, lo_pair, s0, float(scale))
+        prior = None if sizes is None else np.asarray(sizes, dtype=np.float64)
+        if prior is not None and (prior.shape != (x.shape[0],) or not np.all(np.isfinite(prior)) or np.any(prior < 0)):
+            raise PreconditionError("sizes must be one finite data size >= 0 per update")
+        return _Round(y, phi, v, float(self.tau2), prior, pair_log_ratios(y, v), leave_one_out_medians(y), deff,
+                      lo, hi, lo_pair, s0, float(scale))
 
     def _starts(self, phi: np.ndarray) -> list[np.ndarray]:
         """Start weights: "median" (unweighted), "weighted-median" (stamps capped at the median
@@ -292,44 +275,67 @@ class StampConsistencyFilter:
         return starts[self.start]
 
     def _weights(self, rd: _Round, kept: np.ndarray) -> np.ndarray:
-        return fidelity_weights(rd.phi, cap_multiple=self.cap_multiple, mask=kept, tau2=self.tau2, scale=rd.scale)
+        return fidelity_weights(rd.phi, cap_multiple=self.cap_multiple, mask=kept, tau2=rd.tau2, scale=rd.scale,
+                                prior=rd.prior)
 
     def _run(self, rd: _Round, w0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, dict[int, str]]:
         """From the weighted-median start w0, iterate to a stable kept set; (score, kept, w, reject)."""
         n = rd.phi.shape[0]
-        c, expected = _median_start(rd.y, rd.t, w0)
+        c, start_var = _median_start(rd.y, rd.v + rd.tau2, w0)
         kept = np.ones(n, dtype=bool)
         w = np.zeros(n)
         reject: dict[int, str] = {}
         for _ in range(max(int(self.max_iter), 1)):
-            lr = self._normalised(_log_ratios(rd.y, c, expected), kept)
-            reject = _ratio_rejections(lr, rd.lo, rd.hi)
+            d2 = np.einsum("ij,ij->i", rd.y - c, rd.y - c)
+            if w.any():
+                floor, het = noise_floor_expected(rd.v, w), heterogeneity_expected(rd.tau2, w)
+            else:
+                floor, het = start_var - rd.tau2, np.full(n, rd.tau2)
+            lr_far = np.log(np.maximum(d2 / (floor + het), _TINY))
+            reject = self._distance_rejections(rd, np.log(np.maximum(d2 / floor, _TINY)), lr_far, kept)
             self._pair_rejections(rd, reject)
+            if w.any() and self.directional:
+                self._direction_rejections(rd, w, reject)
             new_kept = np.array([i not in reject for i in range(n)])
             if not new_kept.any():
-                new_kept, reject = _closest_half(lr)
+                new_kept, reject = _closest_half(lr_far)
             stable = np.array_equal(new_kept, kept) and w.any()
             kept = new_kept
             if stable:
                 break
             w = self._weights(rd, kept)
             c = w @ rd.y
-            expected = _centred_expected(rd.t, w)
         if not w.any():
             w = self._weights(rd, kept)
         return self._score(rd, w), kept, w, reject
 
-    def _normalised(self, lr: np.ndarray, kept: np.ndarray) -> np.ndarray:
-        """Log ratios shifted by their median over the kept nodes, the shift bounded by
-        log(max_rescale): a common miscalibration of the stamps; a shift of the centre by
-        attackers also raises every ratio, and must not be absorbed here."""
+    def _shift(self, lr: np.ndarray, kept: np.ndarray, downward_only: bool) -> float:
+        """The median log ratio over the kept nodes, clipped to +-log(max_rescale) (only <= 0 for
+        the floor tests: a floor over-estimated for every node; heterogeneity raises every ratio
+        and must not be absorbed there)."""
         if not self.normalise:
-            return lr
+            return 0.0
         ref = lr[kept] if kept.sum() >= 2 else lr
-        return lr - float(np.clip(np.median(ref), -math.log(self.max_rescale), math.log(self.max_rescale)))
+        bound = math.log(self.max_rescale)
+        return float(np.clip(np.median(ref), -bound, 0.0 if downward_only else bound))
+
+    def _distance_rejections(self, rd: _Round, lr_near: np.ndarray, lr_far: np.ndarray,
+                             kept: np.ndarray) -> dict[int, str]:
+        """``far`` (spread above the robust bound) and ``near`` (below the noise floor's bound)."""
+        near = lr_near - self._shift(lr_near, kept, True)
+        far = lr_far - self._shift(lr_far, kept, False)
+        limit = far_threshold(far, math.log(rd.hi), self.z)
+        reject: dict[int, str] = {}
+        for i in range(far.shape[0]):
+            if far[i] > limit:
+                reject[i] = f"far: log(distance^2/expected) {far[i]:.3g} > {limit:.3g}"
+            elif near[i] < math.log(rd.lo):
+                reject[i] = (f"near: distance^2/noise floor {math.exp(near[i]):.3g} < {rd.lo:.3g} (less noise "
+                             "than its stamp predicts)")
+        return reject
 
     def _pair_rejections(self, rd: _Round, reject: dict[int, str]) -> None:
-        """Add ``pair`` to both nodes of each too-close pair among the not yet rejected (in place)."""
+        """Add ``pair`` to both nodes of each pair closer than the noise floor allows (in place)."""
         n = rd.phi.shape[0]
         if not self.pairwise or n < 3:
             return
@@ -337,16 +343,27 @@ class StampConsistencyFilter:
         if cand.size < 3:
             return
         sub = rd.log_pair[np.ix_(cand, cand)]
-        pm = float(np.median(sub[np.triu_indices(cand.size, 1)])) if self.normalise else 0.0
+        iu = np.triu_indices(cand.size, 1)
+        pm = float(np.clip(np.median(sub[iu]), -math.log(self.max_rescale), 0.0)) if self.normalise else 0.0
         close = (sub - pm < math.log(rd.lo_pair)) & ~np.eye(cand.size, dtype=bool)
         for a, b in zip(*np.nonzero(np.triu(close, 1))):
             for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
                 reject.setdefault(int(i), f"pair: too close to node index {int(j)} for independent noise")
 
+    def _direction_rejections(self, rd: _Round, w: np.ndarray, reject: dict[int, str]) -> None:
+        """Add ``direction`` where a leave-one-out component's robust z exceeds z_dir (in place)."""
+        comps = direction_statistics(rd.y, w, rd.median, rd.v + rd.tau2, rd.deff)
+        for label, p in zip(("consensus", "shift"), comps):
+            z = robust_z(p, floor=1.0)
+            for i in np.flatnonzero(np.abs(z) > self.z_dir):
+                reject.setdefault(int(i), f"direction: component along the {label} direction at robust z "
+                                          f"{z[i]:.3g} (|z| > {self.z_dir:g})")
+
     def _score(self, rd: _Round, w: np.ndarray) -> float:
-        """Consistency of the end point: a capped log-normal likelihood of the ratios r_k."""
-        lr_raw = _log_ratios(rd.y, w @ rd.y, _centred_expected(rd.t, w))
-        return float(np.sum(np.maximum(-(lr_raw**2) / (2 * rd.s0 * rd.s0), -0.5 * self.z**2)))
+        """Consistency of the end point: a capped log-normal likelihood of the far ratios."""
+        d2 = np.einsum("ij,ij->i", rd.y - w @ rd.y, rd.y - w @ rd.y)
+        lr = np.log(np.maximum(d2 / (noise_floor_expected(rd.v, w) + heterogeneity_expected(rd.tau2, w)), _TINY))
+        return float(np.sum(np.maximum(-(lr**2) / (2 * rd.s0 * rd.s0), -0.5 * self.z**2)))
 
 
 OUTLIER_FILTERS: dict[str, Callable[..., OutlierFilter]] = {

@@ -58,6 +58,7 @@ from strategies.ceas_weights import (
     fidelity_weights,
     metric_transform,
     predicted_variance,
+    random_effects_weights,
     stamps_from_variance,
 )
 from strategies.robust import as_vectors, nnm
@@ -71,6 +72,7 @@ __all__ = [
     "claim_rule",
     "cap_weights",
     "fidelity_weights",
+    "random_effects_weights",
     "fidelity_aggregate",
     "metric_transform",
     "FilterResult",
@@ -110,6 +112,7 @@ def robust_fidelity_aggregate(
     metric: np.ndarray | None = None,
     scale: float = STAMP_SCALE,
     clip_z: float = 3.0,
+    sizes: np.ndarray | None = None,
 ) -> RobustAggregate:
     """Filter -> optional pre-aggregation -> capped fidelity weights.
 
@@ -118,7 +121,9 @@ def robust_fidelity_aggregate(
     heterogeneous noise); ``"clip"`` (stamp-aware clipping: x_k - c is clipped to radius
     sqrt((1 + clip_z sqrt(2/d)) T_k) in the metric, c the filter's centre, so a kept node's
     influence is bounded by its own claimed spread). Weights are zero for rejected nodes and sum
-    to 1. ``f`` is only used by ``nnm``."""
+    to 1. ``f`` is only used by ``nnm``. ``sizes`` (data sizes n_k) make the weights target the
+    n_k-weighted mean (random-effects weights, :func:`strategies.ceas_weights.random_effects_weights`);
+    without them, equal shares."""
     x = as_vectors(vectors)
     n, d = x.shape
     phi = _as_stamps(stamps, n)
@@ -127,13 +132,13 @@ def robust_fidelity_aggregate(
         params.setdefault("cap_multiple", cap_multiple)
         params.setdefault("tau2", tau2)
     filt = get_outlier_filter(outlier, **params)
-    res = filt(x, phi, metric=metric, scale=scale, f=f)
+    res = filt(x, phi, metric=metric, scale=scale, f=f, sizes=sizes)
     kept = np.asarray(res.kept, dtype=np.int64)
     if kept.size == 0:
         raise PreconditionError("robust aggregate: the outlier filter kept no node")
     mask = np.zeros(n, dtype=bool)
     mask[kept] = True
-    w = fidelity_weights(phi, cap_multiple=cap_multiple, mask=mask, tau2=tau2, scale=scale)
+    w = fidelity_weights(phi, cap_multiple=cap_multiple, mask=mask, tau2=tau2, scale=scale, prior=sizes)
     xs = x[kept]
     if premix is None:
         pass

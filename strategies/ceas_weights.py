@@ -21,6 +21,7 @@ __all__ = [
     "claim_rule",
     "cap_weights",
     "fidelity_weights",
+    "random_effects_weights",
     "fidelity_aggregate",
     "metric_transform",
 ]
@@ -70,13 +71,18 @@ def claim_rule(server: np.ndarray, claim: np.ndarray | None) -> np.ndarray:
     return np.minimum(s, c)
 
 
-def cap_weights(raw: np.ndarray, cap_multiple: float | None = 3.0, *, max_iter: int = 10_000) -> np.ndarray:
+def cap_weights(raw: np.ndarray, cap_multiple: float | None = 3.0, *, max_iter: int = 10_000,
+                base: np.ndarray | None = None) -> np.ndarray:
     """Normalise non-negative ``raw`` weights to sum 1 with every weight <= cap_multiple x median.
 
     The median is over the positive entries (the kept nodes). Capping can lower the median itself
     (an even count with cap_multiple < 2), so the cap level c is iterated to the fixed point
     c = cap_multiple x median(min(raw, c)) (a non-increasing sequence); the weights are then
-    min(raw, c) / sum. ``None`` or ``inf`` means no cap. Needs cap_multiple >= 1."""
+    min(raw, c) / sum. ``None`` or ``inf`` means no cap. Needs cap_multiple >= 1.
+
+    ``base`` (e.g. data shares pi_k): the cap applies to the ratios raw_k / base_k instead, so a
+    node's weight is bounded by a multiple of the median ratio times its own share, and nodes
+    that hold more data are not cut back to the median node's weight."""
     r = np.asarray(raw, dtype=np.float64)
     if r.ndim != 1 or r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
         raise PreconditionError("raw weights must be a non-empty 1-D array of finite numbers >= 0")
@@ -88,14 +94,52 @@ def cap_weights(raw: np.ndarray, cap_multiple: float | None = 3.0, *, max_iter: 
     m = float(cap_multiple)
     if not m >= 1.0:
         raise PreconditionError(f"cap_multiple must be >= 1 (a multiple of the median weight); got {cap_multiple}")
-    rp = r[pos]
+    b = np.ones_like(r) if base is None else np.asarray(base, dtype=np.float64)
+    if b.shape != r.shape or not np.all(np.isfinite(b)) or np.any(b[pos] <= 0):
+        raise PreconditionError("base must be one finite number per weight, > 0 where the weight is")
+    ratio = np.where(pos, r / np.where(pos, b, 1.0), 0.0)
+    rp = ratio[pos]
     c = m * float(np.median(rp))
     for _ in range(max_iter):
         c_new = m * float(np.median(np.minimum(rp, c)))
         if c_new >= c * (1.0 - 1e-15):
             break
         c = c_new
-    w = np.where(pos, np.minimum(r, c), 0.0)
+    w = np.where(pos, np.minimum(ratio, c) * b, 0.0)
+    return w / w.sum()
+
+
+def random_effects_weights(v: np.ndarray, tau2: float, prior: np.ndarray | None = None) -> np.ndarray:
+    """Weights minimising the expected squared error to the prior-weighted mean of node means.
+
+    Node k sends x_k = mu + delta_k + e_k with E||e_k||^2 = v_k (QPU noise) and random effects
+    E||delta_k||^2 = tau2 (data heterogeneity). The target is sum_k pi_k (mu + delta_k), pi_k =
+    n_k / N (FedAvg's), so with sum_k w_k = 1
+
+        E||sum_k w_k x_k - target||^2 = sum_k w_k^2 v_k + tau2 sum_k (w_k - pi_k)^2.
+
+    Lagrange: 2 w_k v_k + 2 tau2 (w_k - pi_k) = lambda, hence
+
+        w_k = (a + tau2 pi_k) / (v_k + tau2),   a = (1 - sum_k tau2 pi_k / (v_k + tau2)) / sum_k 1 / (v_k + tau2)
+
+    (a > 0, so every w_k > 0). tau2 = 0: inverse variance w_k ∝ 1/v_k (Proposition 1);
+    tau2 -> inf: w -> pi (FedAvg). ``prior`` None means equal pi_k = 1/n."""
+    vv = np.asarray(v, dtype=np.float64)
+    if vv.ndim != 1 or vv.size == 0 or not np.all(np.isfinite(vv)) or np.any(vv <= 0):
+        raise PreconditionError("v (predicted noise variances) must be a non-empty 1-D array of finite numbers > 0")
+    if not (np.isfinite(tau2) and tau2 >= 0):
+        raise PreconditionError(f"tau2 must be finite and >= 0; got {tau2}")
+    n = vv.size
+    if prior is None:
+        pi = np.full(n, 1.0 / n)
+    else:
+        pi = np.asarray(prior, dtype=np.float64)
+        if pi.shape != vv.shape or not np.all(np.isfinite(pi)) or np.any(pi < 0) or pi.sum() <= 0:
+            raise PreconditionError("prior (data sizes n_k) must be one finite number >= 0 per node, not all 0")
+        pi = pi / pi.sum()
+    inv = 1.0 / (vv + tau2)
+    a = (1.0 - float(np.sum(tau2 * pi * inv))) / float(np.sum(inv))
+    w = (a + tau2 * pi) * inv
     return w / w.sum()
 
 
@@ -106,24 +150,43 @@ def fidelity_weights(
     mask: np.ndarray | None = None,
     tau2: float = 0.0,
     scale: float = STAMP_SCALE,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Capped fidelity weights, one per node, summing to 1 (zero where ``mask`` is False).
 
-    Raw weight 1 / (scale/phi_k + tau2): with ``tau2 = 0`` (a shared honest mean) this is
-    proportional to phi_k, Proposition 1's inverse-variance weighting. ``tau2 > 0`` is the
-    between-node variance of non-IID means (random-effects weighting; docs/aggregation.md).
-    Then :func:`cap_weights`."""
+    Without ``prior``: raw weight 1 / (scale/phi_k + tau2): with ``tau2 = 0`` (a shared honest
+    mean) this is proportional to phi_k, Proposition 1's inverse-variance weighting; ``tau2 > 0``
+    is the between-node variance of non-IID means (random-effects weighting toward equal weights).
+    With ``prior`` (data sizes n_k): :func:`random_effects_weights` over the kept nodes, whose
+    target is the n_k-weighted mean (FedAvg's) when heterogeneity dominates. Then
+    :func:`cap_weights` (the cap bounds any one node's share, a liar's included)."""
     phi = _as_stamps(stamps)
     if not (np.isfinite(tau2) and tau2 >= 0):
         raise PreconditionError(f"tau2 must be finite and >= 0; got {tau2}")
-    raw = phi / (1.0 + tau2 * phi / float(scale))  # = scale / (scale/phi + tau2), up to the factor scale
+    mk = np.ones(phi.shape, dtype=bool)
     if mask is not None:
         mk = np.asarray(mask, dtype=bool)
         if mk.shape != phi.shape:
             raise PreconditionError("mask must have one entry per node")
         if not mk.any():
             raise PreconditionError("fidelity weights: no node kept")
+    if prior is None:
+        raw = phi / (1.0 + tau2 * phi / float(scale))  # = scale / (scale/phi + tau2), up to the factor scale
         raw = np.where(mk, raw, 0.0)
+    else:
+        pr = np.asarray(prior, dtype=np.float64)
+        if pr.shape != phi.shape:
+            raise PreconditionError("prior must have one entry per node")
+        if not np.all(np.isfinite(pr)) or np.any(pr < 0):
+            raise PreconditionError("prior (data sizes n_k) must be finite numbers >= 0")
+        share = np.where(mk, pr, 0.0)
+        share = share / share.sum() if share.sum() > 0 else mk / mk.sum()
+        raw = np.zeros(phi.shape)
+        raw[mk] = random_effects_weights(float(scale) / phi[mk], tau2, share[mk])
+        raw = np.where(share > 0, raw, 0.0)
+        if not (raw > 0).any():
+            raise PreconditionError("fidelity weights: every kept node has data size 0")
+        return cap_weights(raw, cap_multiple, base=np.where(share > 0, share, 1.0))
     return cap_weights(raw, cap_multiple)
 
 
