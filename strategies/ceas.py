@@ -34,7 +34,6 @@ from fedqnn.param_vectors import flatten_state, unflatten_state
 from fedqnn.qfi import quantum_fisher
 from fedqnn.seeding import derive_seed
 from fedqnn.stamps import (
-    fit_kappa_tau2,
     median_kappa,
     metric_matrix,
     model_kappa,
@@ -42,6 +41,7 @@ from fedqnn.stamps import (
     stamps_from_factors,
 )
 from strategies import ceas_math
+from strategies.ceas_scale import fit_noise_scale
 from strategies.flower_builtins import PreconditionError, clamp_num_examples
 from strategies.registry import register
 
@@ -135,20 +135,21 @@ class CEAS(FedAvg):
         base = self._current.to_torch_state_dict()
         keys = list(base)
         theta = flatten_state(base, keys)
-        names, x, factors_arr, measured, bad_claims = self._node_inputs(replies, base, keys, theta, server_round)
+        names, x, factors_arr, measured, bad_claims, server_f, sizes = self._node_inputs(
+            replies, base, keys, theta, server_round)
         claim_rows = [{"node": nm, "reason": why} for nm, why in bad_claims]
         if not names:  # every reply's claim was refused: nothing to aggregate, the reasons reported
             self._reports[server_round] = {"rejected": claim_rows}
             return None, None
         g, trace_g = self._metric(base)
-        kappa, tau2 = self._kappa_tau2(x, factors_arr, g, trace_g)
+        kappa, tau2 = self._kappa_tau2(x, factors_arr, server_f, g, trace_g)
         stamps = stamps_from_factors(factors_arr, kappa)
         f = byzantine_count(cfg.get("byzantine_fraction", 0.0), len(replies))
         try:
             res = ceas_math.robust_fidelity_aggregate(
                 x, stamps, outlier=c["filter"], premix=None if c["premix"] == "none" else c["premix"],
                 f=f, cap_multiple=c["cap"] if c["cap"] > 0 else None, metric=g if c["filter"] != "none" else None,
-                tau2=tau2,
+                tau2=tau2, sizes=sizes,
             )
         except ceas_math.PreconditionError as exc:
             raise PreconditionError(f"ceas: {exc}") from exc
@@ -170,16 +171,18 @@ class CEAS(FedAvg):
     def _node_inputs(
         self, replies: list[Message], base: dict[str, torch.Tensor], keys: list[str], theta: np.ndarray,
         server_round: int,
-    ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[float]], list[tuple[str, str]]]:
+    ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, list[float]], list[tuple[str, str]], np.ndarray,
+               np.ndarray]:
         """(names, updates D_k (debiased if on), variance factors, measured half-shot differences,
-        (node, reason) of the replies refused for their claim).
+        (node, reason) of the replies refused for their claim, the server's own factors (its
+        calibration record, for the scale fit), data sizes n_k (``num-examples``, clamped)).
 
         A claim that is not physical (``claim:invalid``) or that makes the node's measurements
         carry no information (``claim:useless``: shrink c = 0, so σ² = 1/(S c²) is infinite, e.g.
         p = 3/4 or r = 1/2) rejects that node; it never reaches the weights, so no single claim
         can zero a stamp and stop the round."""
         cfg = self.fedqnn_cfg
-        names, deltas, factors, shrinks, measured, refused = [], [], [], [], {}, []
+        names, deltas, factors, shrinks, measured, refused, server_f, sizes = [], [], [], [], {}, [], [], []
         shrink_of = self._shrink_fn(base, server_round)
         for msg in replies:
             name = self._name(msg)
@@ -200,20 +203,25 @@ class CEAS(FedAvg):
             if isinstance(hd, list) and hd:
                 measured[name] = hd
             factors.append(max(f_server, f_claim))  # a claim can only lower the stamp
+            server_f.append(f_server)
+            sizes.append(float(msg.content["metrics"].get("num-examples", 0)))
             shrinks.append(c_server)
         if not names:
-            return names, np.zeros((0, theta.size)), np.zeros(0), measured, refused
+            return names, np.zeros((0, theta.size)), np.zeros(0), measured, refused, np.zeros(0), np.zeros(0)
         x = np.stack(deltas)
         if self._debias():
             x = x / np.asarray(shrinks)[:, None]
-        return names, x, np.asarray(factors), measured, refused
+        return names, x, np.asarray(factors), measured, refused, np.asarray(server_f), np.asarray(sizes)
 
-    def _kappa_tau2(self, x: np.ndarray, factors: np.ndarray, g: np.ndarray, trace_g: float) -> tuple[float, float]:
-        """kappa (and the between-node variance tau2 with ``ceas.scale = fit``)."""
+    def _kappa_tau2(self, x: np.ndarray, factors: np.ndarray, server_factors: np.ndarray, g: np.ndarray,
+                    trace_g: float) -> tuple[float, float]:
+        """kappa (and the between-node variance tau2 with ``ceas.scale = fit``: fitted on the
+        server's calibration record only, never on claims, :func:`strategies.ceas_scale.fit_noise_scale`)."""
         cfg = self.fedqnn_cfg
         scale = cfg["ceas"]["scale"]
         if scale == "fit":
-            return fit_kappa_tau2(x, factors, g)
+            fit = fit_noise_scale(ceas_math.metric_transform(x, g), server_factors)
+            return fit.kappa, fit.tau2
         if scale == "median":
             return median_kappa(x, factors, g), 0.0
         data_n = cfg["data"]["samples_per_client"]

@@ -198,6 +198,10 @@ class StampConsistencyFilter:
       iterate (re-centre, re-test every node, so a wrongly rejected node can come back) until the
       kept set is stable.
 
+    ``null="median"`` is the rule before issue 16, kept as the negative control of the tests: near
+    and pair ratios against the whole spread and normalised by their median both ways, so data
+    heterogeneity shared by a cluster of honest nodes reads as collusion.
+
     d_eff is ``eff_dim`` or the metric's participation ratio (tr G)^2 / tr(G^2) (d without a
     metric). A node claiming a small variance shrinks its own tolerance: ALIE with an inflated
     stamp is ``far``, with an honest-looking one ``near``, several ALIE nodes sending one vector
@@ -214,6 +218,7 @@ class StampConsistencyFilter:
     normalise: bool = True
     pairwise: bool = True
     directional: bool = True
+    null: str = "floor"
     max_iter: int = 10
     start: str = "auto"
     max_rescale: float = 1.5
@@ -322,7 +327,11 @@ class StampConsistencyFilter:
     def _distance_rejections(self, rd: _Round, lr_near: np.ndarray, lr_far: np.ndarray,
                              kept: np.ndarray) -> dict[int, str]:
         """``far`` (spread above the robust bound) and ``near`` (below the noise floor's bound)."""
-        near = lr_near - self._shift(lr_near, kept, True)
+        if self.null == "median":
+            lr_near = lr_far
+        elif self.null != "floor":
+            raise PreconditionError(f"null must be 'floor' or 'median'; got {self.null!r}")
+        near = lr_near - self._shift(lr_near, kept, self.null == "floor")
         far = lr_far - self._shift(lr_far, kept, False)
         limit = far_threshold(far, math.log(rd.hi), self.z)
         reject: dict[int, str] = {}
@@ -344,7 +353,9 @@ class StampConsistencyFilter:
             return
         sub = rd.log_pair[np.ix_(cand, cand)]
         iu = np.triu_indices(cand.size, 1)
-        pm = float(np.clip(np.median(sub[iu]), -math.log(self.max_rescale), 0.0)) if self.normalise else 0.0
+        pm = float(np.median(sub[iu])) if self.normalise else 0.0
+        if self.null == "floor":
+            pm = float(np.clip(pm, -math.log(self.max_rescale), 0.0))
         close = (sub - pm < math.log(rd.lo_pair)) & ~np.eye(cand.size, dtype=bool)
         for a, b in zip(*np.nonzero(np.triu(close, 1))):
             for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
@@ -353,11 +364,11 @@ class StampConsistencyFilter:
     def _direction_rejections(self, rd: _Round, w: np.ndarray, reject: dict[int, str]) -> None:
         """Add ``direction`` where a leave-one-out component's robust z exceeds z_dir (in place)."""
         comps = direction_statistics(rd.y, w, rd.median, rd.v + rd.tau2, rd.deff)
-        for label, p in zip(("consensus", "shift"), comps):
+        for label, p, sign in zip(("consensus", "shift"), comps, (-1.0, 1.0)):
             z = robust_z(p, floor=1.0)
-            for i in np.flatnonzero(np.abs(z) > self.z_dir):
+            for i in np.flatnonzero(sign * z > self.z_dir):
                 reject.setdefault(int(i), f"direction: component along the {label} direction at robust z "
-                                          f"{z[i]:.3g} (|z| > {self.z_dir:g})")
+                                          f"{z[i]:.3g} (beyond {sign * self.z_dir:g})")
 
     def _score(self, rd: _Round, w: np.ndarray) -> float:
         """Consistency of the end point: a capped log-normal likelihood of the far ratios."""
