@@ -1,6 +1,6 @@
 """``fedqnn sweep`` (issue 20 item 4): a grid x seeds, validated before anything runs, resumable,
 one results.csv row per cell that agrees with the cell's own summary, read back by load_runs.
-The fast tests run the cells on the in-process grid (run_batch swapped for the same round loop);
+The fast tests run the cells on the in-process grid (conftest.local_batch);
 the slow one runs the CLI on the Simulation Engine."""
 
 from __future__ import annotations
@@ -11,36 +11,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import fedqnn.simulation as simulation
 from fedqnn.config import ConfigError
-from fedqnn.server_app import run_server
 from fedqnn.sweep import cells, load_spec, run_sweep
-from tests.faults.helpers import SMALL, LocalGrid
+from tests.faults.helpers import SMALL
 
 BASE = {**SMALL, "rounds": 1, "progress": False}
 GRID = {"strategy": ["fedavg", "median"], "broker.policy": ["aware", "off"]}
-
-
-@pytest.fixture()
-def local_batch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    ran: list[str] = []
-
-    def fake(cfgs: list[dict[str, Any]], on_done: Any = None) -> list[dict[str, Any]]:
-        out = []
-        for cfg in cfgs:
-            ran.append(cfg["out"])
-            run_server(LocalGrid(cfg["clients"]), cfg)
-            summary = json.loads((Path(cfg["out"]) / "summary.json").read_text())
-            on_done(cfg, summary)
-            out.append(summary)
-        return out
-
-    monkeypatch.setattr(simulation, "run_batch", fake)
-    return ran
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
