@@ -77,3 +77,15 @@ def test_the_cli_runs_a_sweep_on_the_simulation_engine(tmp_path: Path) -> None:
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert sorted(r["strategy"] for r in _csv(tmp_path / "sw" / "results.csv")) == ["fedavg", "median"]
+
+
+def test_a_union_of_grids_and_a_failed_precondition(tmp_path: Path, local_batch: list[str]) -> None:
+    union = [{"strategy": ["median"], "attack": ["none"]}, {"strategy": ["median", "bulyan"], "attack": ["none", "ipm"]}]
+    names = [c["name"] for c in cells(BASE, union, [1], tmp_path)]
+    assert names == ["strategy=median,attack=none,seed=1", "strategy=median,attack=ipm,seed=1",
+                     "strategy=bulyan,attack=none,seed=1", "strategy=bulyan,attack=ipm,seed=1"]  # shared cell once
+    with pytest.raises(ConfigError, match="same keys"):
+        cells(BASE, [{"strategy": ["median"]}, {"attack": ["ipm"]}], [1], tmp_path)
+    rows = run_sweep(BASE, {"strategy": ["bulyan"]}, [1], tmp_path)  # 5 QPUs, f = 1: bulyan needs n >= 7
+    assert local_batch == [] and rows[0]["final_metric"] == "n/a" and rows[0]["rounds_skipped"] == "n/a"
+    assert run_sweep(BASE, {"strategy": ["bulyan"]}, [1], tmp_path, resume=True) == rows  # n/a is done
