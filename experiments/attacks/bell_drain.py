@@ -2,7 +2,7 @@
 
     python experiments/attacks/bell_drain.py [--nodes 50] [--rounds 30] [--seeds 20]
         [--drain 0,4,10,40,160] [--quotas none,4,8] [--fed-seeds 1,2,3,4,5] [--fed-rounds 8]
-        [--skip-federated] [--set key=value ...] [--out experiments/attacks/results/bell_drain]
+        [--skip-federated] [--resume] [--set key=value ...] [--out experiments/attacks/results/bell_drain]
 
 The attack (``attack=bell-drain``, docs/attacks.md): every round each Byzantine node (20 %)
 asks the entanglement broker for ``drain_pairs`` end-to-end pairs on top of the fixed demand
@@ -18,8 +18,8 @@ and never uses them. The broker cannot tell them from real requests; only a per-
    digits, ``--fed-rounds`` rounds, ``--fed-seeds`` paired seeds: no attack, bell-drain
    (``drain_pairs`` 40 = 10 x the per-node demand), and bell-drain with ``broker.quota=4``.
    Measured: final accuracy, the fixed demand's ``served``, participants per round. The runs
-   are a sweep (:func:`fedqnn.sweep.run_sweep`): those already in ``federated.csv`` are kept on
-   a rerun (delete it to run them again).
+   are a sweep (:func:`fedqnn.sweep.run_sweep`) on one runtime; ``--resume`` keeps those already
+   in ``federated.csv`` (after an interruption), otherwise they all run again.
 
 Outputs in ``--out``: ``broker.csv``, ``federated.csv``, ``table.md`` and ``honest_served.png``.
 """
@@ -54,6 +54,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fed-rounds", type=int, default=8)
     p.add_argument("--fed-clients", type=int, default=50)
     p.add_argument("--skip-federated", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the federated runs already in federated.csv (default: run them all again)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every federated run (e.g. train.epochs=1)")
     p.add_argument("--out", default="experiments/attacks/results/bell_drain")
@@ -118,7 +120,7 @@ class FederatedTable(Table):
 
 def federated(a: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     """The federated cells (:data:`FED_CELLS` x ``--fed-seeds``) as one sweep on one runtime
-    (:func:`fedqnn.sweep.run_sweep`); runs already in ``federated.csv`` are kept."""
+    (:func:`fedqnn.sweep.run_sweep`); with ``--resume`` the runs already in ``federated.csv`` are kept."""
     from fedqnn.config import parse_set
     from fedqnn.sweep import run_sweep
 
@@ -126,6 +128,8 @@ def federated(a: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
             "strategy": "ceas", "broker.policy": "aware", "byzantine_fraction": 0.2, "drain_pairs": 40,
             "progress": False, **parse_set(a.set)}  # a bad override fails before anything runs
     grid = [{"attack": [attack], "broker.quota": [quota]} for attack, quota in FED_CELLS]
+    if not a.resume:
+        (out / FederatedTable.results).unlink(missing_ok=True)  # a fresh table, as the script always wrote
     return run_sweep(base, grid, [int(s) for s in a.fed_seeds.split(",") if s], out, resume=True,
                      table=FederatedTable(), label="bell-drain")
 

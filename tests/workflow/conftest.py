@@ -1,5 +1,6 @@
 """``local_batch``: :func:`fedqnn.simulation.run_batch` swapped for the same round loop on the
-in-process grid (tests/faults/helpers.LocalGrid), so sweeps run without the Simulation Engine."""
+in-process grid (tests/faults/helpers.LocalGrid), so sweeps run without the Simulation Engine;
+each run's ``metrics.png`` is not drawn (2 s a run; :mod:`fedqnn.plot` is tested on its own)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import fedqnn.results
 import fedqnn.simulation as simulation
 from fedqnn.server_app import run_server
 from tests.faults.helpers import LocalGrid
@@ -30,4 +32,5 @@ def local_batch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return out
 
     monkeypatch.setattr(simulation, "run_batch", fake)
+    monkeypatch.setattr(fedqnn.results, "plot_metrics", lambda *a, **k: None)
     return ran

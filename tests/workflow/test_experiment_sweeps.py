@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-import fedqnn.results
 import fedqnn.simulation as simulation
 from tests.faults.helpers import SMALL
 
@@ -38,12 +37,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-@pytest.fixture()
-def no_run_plots(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fedqnn.results, "plot_metrics", lambda *a, **k: None)  # 2 s a run, not under test
-
-
-def test_headline_is_a_sweep(tmp_path: Path, local_batch: list[str], no_run_plots: None) -> None:
+def test_headline_is_a_sweep(tmp_path: Path, local_batch: list[str]) -> None:
     headline = _script("experiments/headline/ceas_headline.py")
     argv = ["--clients", "5", "--rounds", "1", "--seeds", "1,2", "--attacks", "sign-flip", "--policies",
             "random", "--out", str(tmp_path)] + [x for kv in SETS for x in ("--set", kv)]
@@ -80,7 +74,8 @@ def test_the_committed_headline_table_reads_back_as_done(tmp_path: Path, monkeyp
     assert sent == [str(tmp_path / "runs" / "random__ipm__3")]
 
 
-def test_bell_drain_federated_runs_are_a_sweep(tmp_path: Path, local_batch: list[str], no_run_plots: None) -> None:
+def test_bell_drain_federated_runs_are_a_sweep(tmp_path: Path, local_batch: list[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     drain = _script("experiments/attacks/bell_drain.py")
     argv = ["--nodes", "6", "--rounds", "2", "--seeds", "1", "--drain", "0,4", "--quotas", "none,4",
             "--fed-seeds", "1", "--fed-rounds", "1", "--fed-clients", "5", "--out", str(tmp_path)]
@@ -93,5 +88,9 @@ def test_bell_drain_federated_runs_are_a_sweep(tmp_path: Path, local_batch: list
         assert summary["config"]["attack"] == r["attack"] and float(r["final"]) == summary["metrics"]["accuracy"]["final"]
         assert summary["config"]["broker"]["quota"] == (None if r["quota"] == "none" else int(r["quota"]))
     assert float(rows[1]["drained_per_round"]) > 0 == float(rows[0]["drained_per_round"])
-    drain.main(argv)
-    assert len(local_batch) == 3  # federated.csv is the cache
+    drain.federated(drain._args([*argv, "--resume"]), tmp_path)
+    assert len(local_batch) == 3  # --resume: federated.csv is the cache
+    sent: list[str] = []
+    monkeypatch.setattr(simulation, "run_batch", lambda cfgs, on_done=None: sent.extend(c["out"] for c in cfgs))
+    drain.federated(drain._args(argv), tmp_path)
+    assert len(sent) == 3  # without it every federated run runs again, as the script always did
