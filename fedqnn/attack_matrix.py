@@ -8,10 +8,12 @@ Every cell is one federated run with the same physics (noise, broker, auth) and 
 factors changed. Rules that take f get f = byzantine_count(fraction, participants); a cell whose
 precondition fails for the planned participants (Krum/MultiKrum n >= 2f + 3, Bulyan n >= 4f + 3,
 trimmed mean f/n < 1/2, NNM-CC n > 2f) is written as ``n/a`` and not run. Finished cells (rows already in
-``DIR/results.csv``) are skipped on a rerun. All cells run one after another on **one**
-Simulation Engine runtime (:func:`fedqnn.simulation.run_batch`): its start-up is paid once. Outputs: ``results.csv``, ``heatmap.png`` (final
-metric, mean over seeds), ``curves.png`` (metric per round) and each cell's run directory under
-``DIR/cells/``.
+``DIR/results.csv``) are skipped on a rerun. The matrix is a sweep (:func:`fedqnn.sweep.run_sweep`
+with :class:`MatrixTable`): all cells run one after another on **one** Simulation Engine runtime
+(:func:`fedqnn.simulation.run_batch`), its start-up paid once. Outputs: ``results.csv``,
+``heatmap.png`` (final metric, mean over seeds), ``curves.png`` (metric per round) and each
+cell's run directory under ``DIR/cells/``. The same table from a ``fedqnn sweep`` file:
+``experiments/attack_matrix/quick_sweep.toml`` (docs/workflow.md).
 
 The file's ``[matrix]`` table may hold the same lists (strategies, attacks, fractions, policies,
 seeds) and clients / rounds / task; its ``[fedqnn]`` table is a base config for every cell.
@@ -26,13 +28,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from fedqnn.config import ConfigError, build_config, flatten
-from strategies.config import round_shape
+from fedqnn.config import ConfigError, flatten
+from fedqnn.sweep import Table
 
-__all__ = ["add_arguments", "main", "precondition", "COLUMNS"]
+__all__ = ["add_arguments", "main", "precondition", "sweep_grid", "MatrixTable", "COLUMNS"]
 
 COLUMNS = ["strategy", "policy", "attack", "byzantine_fraction", "seed", "metric", "final_metric",
            "best_metric", "rejected", "utilization"]
+
+GRID_KEYS = ("byzantine_fraction", "broker.policy", "attack", "strategy")
 
 DEFAULT_STRATEGIES = "ceas,fedavg,krum,multikrum,median,trimmed-mean,bulyan,nnm-cc"
 DEFAULT_ATTACKS = "alie,ipm,min-max,sign-flip,gaussian,mimic"
@@ -95,88 +99,71 @@ def _grid(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     return grid, base
 
 
-def _done(path: Path) -> set[tuple[str, ...]]:
-    if not path.exists():
-        return set()
-    with path.open() as fh:
-        return {(r["strategy"], r["policy"], r["attack"], str(float(r["byzantine_fraction"])), str(int(r["seed"])))
-                for r in csv.DictReader(fh)}
+class MatrixTable(Table):
+    """The attack matrix's ``results.csv``: :data:`COLUMNS`, cells named
+    ``strategy__policy__attack__fraction__seed``, ``n/a`` where a precondition fails or every
+    round was skipped."""
+
+    def __init__(self) -> None:
+        super().__init__(list(GRID_KEYS))
+
+    def columns(self) -> list[str]:
+        return list(COLUMNS)
+
+    def name(self, values: dict[str, Any], seed: int) -> str:
+        return (f"{values['strategy']}__{values['broker.policy']}__{values['attack']}__"
+                f"{float(values['byzantine_fraction'])}__{int(seed)}")
+
+    def key(self, row: dict[str, str]) -> str:
+        return self.name({"strategy": row["strategy"], "broker.policy": row["policy"], "attack": row["attack"],
+                          "byzantine_fraction": row["byzantine_fraction"]}, int(row["seed"]))
+
+    def _ids(self, cell: dict[str, Any]) -> dict[str, Any]:
+        v = cell["values"]
+        return {"strategy": v["strategy"], "policy": v["broker.policy"], "attack": v["attack"],
+                "byzantine_fraction": v["byzantine_fraction"], "seed": cell["config"]["seed"]}
+
+    def na_row(self, cell: dict[str, Any], why: str) -> dict[str, Any]:
+        from fedqnn.tasks import get_task
+
+        return {**self._ids(cell), "metric": get_task(cell["config"]["task"]).metric, "final_metric": "n/a",
+                "best_metric": "n/a", "rejected": "n/a", "utilization": "n/a"}
+
+    def row(self, cell: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+        from fedqnn.results import read_metrics
+        from fedqnn.tasks import get_task
+
+        cfg = cell["config"]
+        metric = get_task(cfg["task"]).metric
+        m = summary["metrics"].get(metric, {})
+        rows = read_metrics(cfg["out"])
+        rejected = sum(len(r.get("rejected") or []) for r in rows)
+        util = (summary["totals"].get("bell") or {}).get("utilization")
+        all_skipped = all(r.get("skipped") for r in rows)
+        return {**self._ids(cell), "metric": metric,
+                "final_metric": "n/a" if all_skipped else m.get("final"),
+                "best_metric": "n/a" if all_skipped else m.get("best"),
+                "rejected": rejected, "utilization": "n/a" if util is None else util}
+
+
+def sweep_grid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The matrix's lists as a sweep grid (config key -> values), crossed fractions > policies >
+    attacks > strategies (seeds innermost): the order of ``results.csv``."""
+    return {"byzantine_fraction": grid["fractions"], "broker.policy": grid["policies"],
+            "attack": grid["attacks"], "strategy": grid["strategies"]}
 
 
 def main(args: argparse.Namespace) -> int:
-    from fedqnn.simulation import run_batch
-    from fedqnn.tasks import get_task
+    from fedqnn.sweep import run_sweep
 
     grid, base = _grid(args)
     out = Path(args.out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    cells = [(s, p, a, fr, seed) for fr in grid["fractions"] for p in grid["policies"] for a in grid["attacks"]
-             for s in grid["strategies"] for seed in grid["seeds"]]
-    # validate every cell's config before anything runs
-    cfgs = {}
-    for s, p, a, fr, seed in cells:
-        cfgs[(s, p, a, fr, seed)] = build_config(base, {
-            "strategy": s, "broker.policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed,
-            "progress": False,
-            "out": str(out / "cells" / f"{s}__{p}__{a}__{fr}__{seed}"),
-        })
-    results = out / "results.csv"
-    done = _done(results)
-    new = not results.exists()
-    total = len(cells)
-    position = {cell: i for i, cell in enumerate(cells, 1)}
-    with results.open("a", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            wr.writeheader()
-        to_run = []
-        for cell in cells:
-            s, p, a, fr, seed = cell
-            if (s, p, a, str(float(fr)), str(int(seed))) in done:
-                continue
-            cfg = cfgs[cell]
-            why = precondition(s, *round_shape(cfg))
-            if why:
-                wr.writerow({"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed,
-                             "metric": get_task(cfg["task"]).metric, "final_metric": "n/a", "best_metric": "n/a",
-                             "rejected": "n/a", "utilization": "n/a"})
-                fh.flush()
-                print(f"[{position[cell]}/{total}] {s} / {a} @ {fr}: n/a ({why})", flush=True)
-            else:
-                to_run.append(cell)
-        by_out = {cfgs[c]["out"]: c for c in to_run}
-
-        def record(cfg: dict[str, Any], summary: dict[str, Any]) -> None:
-            cell = by_out[cfg["out"]]
-            wr.writerow(_row(cell, cfg, summary))
-            fh.flush()
-            s, p, a, fr, seed = cell
-            print(f"[{position[cell]}/{total}] {s} / {p} / {a} @ {fr} seed {seed}: done in "
-                  f"{summary.get('process_wall_s', 0):.0f} s", flush=True)
-
-        if to_run:
-            print(f"attack-matrix: {len(to_run)} runs on one simulation runtime "
-                  f"({total - len(to_run)} done or n/a)", flush=True)
-            run_batch([cfgs[c] for c in to_run], record)
+    # every cell is validated before anything runs; finished cells (rows in results.csv) are kept
+    run_sweep({**base, "progress": False}, sweep_grid(grid), grid["seeds"], out, resume=True,
+              table=MatrixTable(), label="attack-matrix")
     plot(out)
     return 0
-
-
-def _row(cell: tuple[Any, ...], cfg: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    from fedqnn.results import read_metrics
-    from fedqnn.tasks import get_task
-
-    s, p, a, fr, seed = cell
-    metric = get_task(cfg["task"]).metric
-    m = summary["metrics"].get(metric, {})
-    rows = read_metrics(cfg["out"])
-    rejected = sum(len(r.get("rejected") or []) for r in rows)
-    util = (summary["totals"].get("bell") or {}).get("utilization")
-    all_skipped = all(r.get("skipped") for r in rows)
-    return {"strategy": s, "policy": p, "attack": a, "byzantine_fraction": fr, "seed": seed, "metric": metric,
-            "final_metric": "n/a" if all_skipped else m.get("final"),
-            "best_metric": "n/a" if all_skipped else m.get("best"),
-            "rejected": rejected, "utilization": "n/a" if util is None else util}
 
 
 def plot(out: Path) -> None:

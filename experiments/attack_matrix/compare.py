@@ -11,6 +11,8 @@ Intervals are 95 % t-intervals on the per-seed differences (``fedqnn.stats.t_int
 Verdicts: "yes" when the interval clears the goal, "no" when it lies wholly on the wrong side,
 "open" otherwise (too few seeds or too close to tell). A second table summarises each defence
 over the whole zoo: its mean over the attacks and its worst attack, and CEAS minus it in both.
+
+An analysis of ``fedqnn attack-matrix``'s table (itself a :mod:`fedqnn.sweep`); it runs nothing.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python experiments/attacks/bell_drain.py [--nodes 50] [--rounds 30] [--seeds 20]
         [--drain 0,4,10,40,160] [--quotas none,4,8] [--fed-seeds 1,2,3,4,5] [--fed-rounds 8]
-        [--skip-federated] [--out experiments/attacks/results/bell_drain]
+        [--skip-federated] [--resume] [--set key=value ...] [--out experiments/attacks/results/bell_drain]
 
 The attack (``attack=bell-drain``, docs/attacks.md): every round each Byzantine node (20 %)
 asks the entanglement broker for ``drain_pairs`` end-to-end pairs on top of the fixed demand
@@ -17,7 +17,9 @@ and never uses them. The broker cannot tell them from real requests; only a per-
 2. Federated (Flower Simulation Engine, one runtime): 50 QPUs, strategy ceas, broker aware,
    digits, ``--fed-rounds`` rounds, ``--fed-seeds`` paired seeds: no attack, bell-drain
    (``drain_pairs`` 40 = 10 x the per-node demand), and bell-drain with ``broker.quota=4``.
-   Measured: final accuracy, the fixed demand's ``served``, participants per round.
+   Measured: final accuracy, the fixed demand's ``served``, participants per round. The runs
+   are a sweep (:func:`fedqnn.sweep.run_sweep`) on one runtime; ``--resume`` keeps those already
+   in ``federated.csv`` (after an interruption), otherwise they all run again.
 
 Outputs in ``--out``: ``broker.csv``, ``federated.csv``, ``table.md`` and ``honest_served.png``.
 """
@@ -34,9 +36,11 @@ import numpy as np
 
 from fedqnn.network.experiment import run_broker
 from fedqnn.stats import t_interval
+from fedqnn.sweep import Table
 
 POLICIES = ("aware", "oblivious", "random")
 FED_CELLS = (("none", None), ("bell-drain", None), ("bell-drain", 4))
+FED_COLUMNS = ["attack", "quota", "seed", "final", "served", "participants", "drained_per_round", "wall_s"]
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +54,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fed-rounds", type=int, default=8)
     p.add_argument("--fed-clients", type=int, default=50)
     p.add_argument("--skip-federated", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the federated runs already in federated.csv (default: run them all again)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every federated run (e.g. train.epochs=1)")
     p.add_argument("--out", default="experiments/attacks/results/bell_drain")
     return p.parse_args(argv)
 
@@ -79,43 +87,51 @@ def broker_sweep(a: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def federated(a: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
-    from fedqnn.config import build_config
-    from fedqnn.results import read_metrics
-    from fedqnn.simulation import run_batch
+class FederatedTable(Table):
+    """``federated.csv`` (:data:`FED_COLUMNS`), run directories ``runs/attack__qQUOTA__seed``."""
 
-    cfgs, keys = [], {}
-    for attack, quota in FED_CELLS:
-        for seed in [int(s) for s in a.fed_seeds.split(",") if s]:
-            tag = f"{attack}__q{quota or 'none'}__{seed}"
-            cfg = build_config({
-                "task": "digits", "clients": a.fed_clients, "rounds": a.fed_rounds, "fraction_train": 0.5,
-                "strategy": "ceas", "broker.policy": "aware", "broker.quota": quota, "attack": attack,
-                "byzantine_fraction": 0.2, "drain_pairs": 40, "seed": seed, "progress": False,
-                "out": str(out / "runs" / tag),
-            })
-            cfgs.append(cfg)
-            keys[cfg["out"]] = (attack, quota, seed)
-    rows: list[dict[str, Any]] = []
+    results = "federated.csv"
+    cells = "runs"
 
-    def record(cfg: dict[str, Any], summary: dict[str, Any]) -> None:
-        attack, quota, seed = keys[cfg["out"]]
-        mrows = read_metrics(cfg["out"])
+    def __init__(self) -> None:
+        super().__init__(["attack", "broker.quota"])
+
+    def columns(self) -> list[str]:
+        return list(FED_COLUMNS)
+
+    def name(self, values: dict[str, Any], seed: int) -> str:
+        return f"{values['attack']}__q{values['broker.quota'] or 'none'}__{int(seed)}"
+
+    def key(self, row: dict[str, str]) -> str:
+        return self.name({"attack": row["attack"], "broker.quota": _quota(row["quota"])}, int(row["seed"]))
+
+    def row(self, cell: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+        from fedqnn.results import read_metrics
+
+        mrows = read_metrics(cell["config"]["out"])
         bell = summary["totals"].get("bell") or {}
-        rows.append({"attack": attack, "quota": quota or "none", "seed": seed,
-                     "final": summary["metrics"]["accuracy"]["final"], "served": bell.get("served"),
-                     "participants": float(np.mean([r["num_participants"] for r in mrows])),
-                     "drained_per_round": sum((r.get("bell") or {}).get("drained", 0) for r in mrows) / len(mrows),
-                     "wall_s": summary.get("process_wall_s")})
-        print(f"[{len(rows)}/{len(cfgs)}] {attack} quota={quota} seed {seed}: accuracy {rows[-1]['final']:.3f}",
-              flush=True)
+        return {"attack": cell["values"]["attack"], "quota": cell["values"]["broker.quota"] or "none",
+                "seed": cell["config"]["seed"], "final": summary["metrics"]["accuracy"]["final"],
+                "served": bell.get("served"),
+                "participants": float(np.mean([r["num_participants"] for r in mrows])),
+                "drained_per_round": sum((r.get("bell") or {}).get("drained", 0) for r in mrows) / len(mrows),
+                "wall_s": summary.get("process_wall_s")}
 
-    run_batch(cfgs, record)
-    with (out / "federated.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return rows
+
+def federated(a: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """The federated cells (:data:`FED_CELLS` x ``--fed-seeds``) as one sweep on one runtime
+    (:func:`fedqnn.sweep.run_sweep`); with ``--resume`` the runs already in ``federated.csv`` are kept."""
+    from fedqnn.config import parse_set
+    from fedqnn.sweep import run_sweep
+
+    base = {"task": "digits", "clients": a.fed_clients, "rounds": a.fed_rounds, "fraction_train": 0.5,
+            "strategy": "ceas", "broker.policy": "aware", "byzantine_fraction": 0.2, "drain_pairs": 40,
+            "progress": False, **parse_set(a.set)}  # a bad override fails before anything runs
+    grid = [{"attack": [attack], "broker.quota": [quota]} for attack, quota in FED_CELLS]
+    if not a.resume:
+        (out / FederatedTable.results).unlink(missing_ok=True)  # a fresh table, as the script always wrote
+    return run_sweep(base, grid, [int(s) for s in a.fed_seeds.split(",") if s], out, resume=True,
+                     table=FederatedTable(), label="bell-drain")
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

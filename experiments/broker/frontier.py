@@ -22,6 +22,8 @@ costs w, beside the policies) is the second figure (``--mdp``).
 Writes ``experiments/broker/frontier/{runs.json, table.md}``, ``docs/figures/broker_frontier.png``
 and with ``--mdp`` ``docs/figures/broker_mdp_frontier.png``; finished runs are kept in
 ``runs.json`` and skipped on a rerun.
+
+Not a grid of fedqnn runs (the broker alone): it does not use :mod:`fedqnn.sweep`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ centre point with literature memory (39 Hz generation, entangled-state decoheren
 F0 = 0.8, F_min = 0.7, dephasing, star network). Every policy (aware, oblivious, random,
 oracle) x seeds. Writes experiments/broker/results/{runs.csv, summary.csv, table.md, *.png};
 finished runs are skipped on a rerun (runs.csv is the cache).
+
+Not a grid of fedqnn runs (the broker alone): it does not use :mod:`fedqnn.sweep`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ the same order, once on its noisy QPU and once noiselessly. The aggregate's erro
 (the same round's noiseless honest aggregate). Seeds are paired across strategies (same data,
 calibrations, noise streams). Writes ``runs.csv`` (one row per run and round), ``table.md``
 (paired differences with 95% t-intervals over seeds) and ``curves.png``.
+
+Not a grid of fedqnn runs (each round needs the noiseless counterfactual, so the federation
+runs in-process here): it does not use :mod:`fedqnn.sweep`; ``runs.csv`` is its own cache.
 """
 
 from __future__ import annotations

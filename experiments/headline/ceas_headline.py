@@ -14,7 +14,7 @@ same noise, the same broker physics, signed updates, the same Byzantine nodes an
 * ``random``     participants drawn uniformly among *all* nodes, link state ignored.
 
 Each (policy, attack, seed) is one federated run on Flower's Simulation Engine; all runs share
-one runtime (:func:`fedqnn.simulation.run_batch`). A no-attack CEAS run per seed is the
+one runtime: the grid is a sweep (:func:`fedqnn.sweep.run_sweep`, docs/workflow.md). A no-attack CEAS run per seed is the
 reference for "within 3 points of its no-attack run". Seeds are paired: the same seed gives the
 same data, calibrations, Byzantine nodes and initial model in every policy, so differences are
 taken per seed and a 95 % t-interval (n - 1 degrees of freedom) is put on their mean.
@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from fedqnn.config import build_config, parse_set
+from fedqnn.config import parse_set
 from fedqnn.results import read_metrics
 from fedqnn.stats import t_interval
+from fedqnn.sweep import Table, run_sweep
 from fedqnn.tasks import get_task
 
 RUN_COLUMNS = ["policy", "attack", "seed", "metric", "final", "best", "rejected", "utilization", "served",
@@ -62,74 +63,68 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _cells(a: argparse.Namespace) -> list[tuple[str, str, int]]:
+class HeadlineTable(Table):
+    """``runs.csv`` (:data:`RUN_COLUMNS`), run directories ``runs/policy__attack__seed``."""
+
+    results = "runs.csv"
+    cells = "runs"
+
+    def __init__(self) -> None:
+        super().__init__(["attack", "broker.policy"])
+
+    def columns(self) -> list[str]:
+        return list(RUN_COLUMNS)
+
+    def name(self, values: dict[str, Any], seed: int) -> str:
+        return f"{values['broker.policy']}__{values['attack']}__{int(seed)}"
+
+    def key(self, row: dict[str, str]) -> str:
+        return self.name({"broker.policy": row["policy"], "attack": row["attack"]}, int(row["seed"]))
+
+    def row(self, cell: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+        cfg = cell["config"]
+        metric = get_task(cfg["task"]).metric
+        rows = read_metrics(cfg["out"])
+        bell = summary["totals"].get("bell") or {}
+        m = summary["metrics"].get(metric, {})
+        return {"policy": cfg["broker"]["policy"], "attack": cfg["attack"], "seed": cfg["seed"], "metric": metric,
+                "final": m.get("final"), "best": m.get("best"),
+                "rejected": sum(len(r.get("rejected") or []) for r in rows),
+                "utilization": bell.get("utilization"), "served": bell.get("served"),
+                "wall_s": summary.get("process_wall_s")}
+
+
+def _grid(a: argparse.Namespace) -> tuple[list[dict[str, list[str]]], list[int]]:
+    """A no-attack CEAS reference (policy aware) per seed, then every attack x policy."""
     seeds = [int(s) for s in a.seeds.split(",") if s]
     attacks = [x for x in a.attacks.split(",") if x]
     policies = [x for x in a.policies.split(",") if x]
-    cells = [("aware", "none", s) for s in seeds]
-    cells += [(p, atk, s) for atk in attacks for p in policies for s in seeds]
-    return cells
+    return [{"attack": ["none"], "broker.policy": ["aware"]}, {"attack": attacks, "broker.policy": policies}], seeds
 
 
-def _done(path: Path) -> set[tuple[str, str, int]]:
-    if not path.exists():
-        return set()
-    with path.open() as fh:
-        return {(r["policy"], r["attack"], int(r["seed"])) for r in csv.DictReader(fh)}
+def _append_curve(out: Path, cell: dict[str, Any]) -> None:
+    cfg = cell["config"]
+    metric = get_task(cfg["task"]).metric
+    path = out / "curves.csv"
+    new = not path.exists()
+    with path.open("a", newline="") as fc:
+        wc = csv.writer(fc)
+        if new:
+            wc.writerow(["policy", "attack", "seed", "round", "metric", "value"])
+        for r in read_metrics(cfg["out"]):
+            if r.get("eval"):
+                wc.writerow([cfg["broker"]["policy"], cfg["attack"], cfg["seed"], r["round"], metric, r["eval"][metric]])
 
 
 def run(a: argparse.Namespace) -> None:
-    from fedqnn.simulation import run_batch
-
+    """Every (policy, attack, seed) not yet in ``runs.csv``, as one sweep (:func:`fedqnn.sweep.run_sweep`)."""
     out = Path(a.out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    overrides = dict(parse_set(kv) for kv in a.set)
-    cfgs: dict[str, tuple[tuple[str, str, int], dict[str, Any]]] = {}
-    done = _done(out / "runs.csv")
-    for policy, attack, seed in _cells(a):
-        if (policy, attack, seed) in done:
-            continue
-        cfg = build_config({
-            "task": a.task, "clients": a.clients, "rounds": a.rounds, "fraction_train": a.fraction_train,
-            "strategy": "ceas", "broker.policy": policy, "attack": attack, "byzantine_fraction": 0.2,
-            "seed": seed, "progress": False, "out": str(out / "runs" / f"{policy}__{attack}__{seed}"),
-        }, overrides)  # a bad override fails here, before anything runs
-        cfgs[cfg["out"]] = ((policy, attack, seed), cfg)
-    if not cfgs:
-        print("headline: every run is done", flush=True)
-        return
-    new = not (out / "runs.csv").exists()
-    with (out / "runs.csv").open("a", newline="") as fh, (out / "curves.csv").open("a", newline="") as fc:
-        wr = csv.DictWriter(fh, fieldnames=RUN_COLUMNS)
-        wc = csv.writer(fc)
-        if new:
-            wr.writeheader()
-            wc.writerow(["policy", "attack", "seed", "round", "metric", "value"])
-        total = len(cfgs)
-
-        def record(cfg: dict[str, Any], summary: dict[str, Any]) -> None:
-            (policy, attack, seed), _ = cfgs[cfg["out"]]
-            metric = get_task(cfg["task"]).metric
-            rows = read_metrics(cfg["out"])
-            bell = summary["totals"].get("bell") or {}
-            m = summary["metrics"].get(metric, {})
-            wr.writerow({"policy": policy, "attack": attack, "seed": seed, "metric": metric,
-                         "final": m.get("final"), "best": m.get("best"),
-                         "rejected": sum(len(r.get("rejected") or []) for r in rows),
-                         "utilization": bell.get("utilization"), "served": bell.get("served"),
-                         "wall_s": summary.get("process_wall_s")})
-            for r in rows:
-                if r.get("eval"):
-                    wc.writerow([policy, attack, seed, r["round"], metric, r["eval"][metric]])
-            fh.flush()
-            fc.flush()
-            record.count += 1  # type: ignore[attr-defined]
-            print(f"[{record.count}/{total}] {policy} / {attack} / seed {seed}: {metric} "  # type: ignore[attr-defined]
-                  f"{m.get('final'):.4f} ({summary.get('process_wall_s', 0):.0f} s)", flush=True)
-
-        record.count = 0  # type: ignore[attr-defined]
-        print(f"headline: {total} runs on one simulation runtime", flush=True)
-        run_batch([c for _, c in cfgs.values()], record)
+    base = {"task": a.task, "clients": a.clients, "rounds": a.rounds, "fraction_train": a.fraction_train,
+            "strategy": "ceas", "byzantine_fraction": 0.2, "progress": False,
+            **parse_set(a.set)}  # a bad override fails before anything runs
+    grid, seeds = _grid(a)
+    run_sweep(base, grid, seeds, out, resume=True, table=HeadlineTable(),
+              on_done=lambda cell, _summary: _append_curve(out, cell), label="headline")
 
 
 # --------------------------------------------------------------------------- analysis

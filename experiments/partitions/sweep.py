@@ -24,6 +24,9 @@ best measured k.
 
     /work/venv/bin/python experiments/partitions/sweep.py            # ~8 min CPU, 1 thread
     /work/venv/bin/python experiments/partitions/sweep.py --quick    # a 1-minute smoke run
+
+Not a grid of fedqnn runs (one model trained with plain torch per point, no federation): it
+does not use :mod:`fedqnn.sweep`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ n^1.34 and m^1.18.
 
     /work/venv/bin/python experiments/scheduling/qnet_grid.py            # full grid, 1 seed
     /work/venv/bin/python experiments/scheduling/qnet_grid.py --quick    # 2 x 2 x 2 smoke run
+
+Not a grid of fedqnn runs (scheduler instances, no training): it does not use :mod:`fedqnn.sweep`.
 """
 
 from __future__ import annotations

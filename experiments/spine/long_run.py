@@ -8,6 +8,9 @@ replaced by a classical layer of (nearly) the same parameter count (``model.clas
 width-1 tanh bottleneck at 4 qubits x 2 layers); and with a wider classical layer (hidden width 8,
 more parameters) as the control that shows whether the gap is parameter efficiency.
 Writes each run's directory, ``table.md`` and ``curves.png`` (rel_l2 per round, both variants).
+
+Three single runs, not a grid: it calls ``fedqnn.run`` per variant and does not use
+:mod:`fedqnn.sweep` (experiments/spine/README.md).
 """
 
 from __future__ import annotations

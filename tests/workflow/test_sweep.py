@@ -1,6 +1,6 @@
 """``fedqnn sweep`` (issue 20 item 4): a grid x seeds, validated before anything runs, resumable,
 one results.csv row per cell that agrees with the cell's own summary, read back by load_runs.
-The fast tests run the cells on the in-process grid (run_batch swapped for the same round loop);
+The fast tests run the cells on the in-process grid (conftest.local_batch);
 the slow one runs the CLI on the Simulation Engine."""
 
 from __future__ import annotations
@@ -11,36 +11,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import fedqnn.simulation as simulation
 from fedqnn.config import ConfigError
-from fedqnn.server_app import run_server
 from fedqnn.sweep import cells, load_spec, run_sweep
-from tests.faults.helpers import SMALL, LocalGrid
+from tests.faults.helpers import SMALL
 
 BASE = {**SMALL, "rounds": 1, "progress": False}
 GRID = {"strategy": ["fedavg", "median"], "broker.policy": ["aware", "off"]}
-
-
-@pytest.fixture()
-def local_batch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    ran: list[str] = []
-
-    def fake(cfgs: list[dict[str, Any]], on_done: Any = None) -> list[dict[str, Any]]:
-        out = []
-        for cfg in cfgs:
-            ran.append(cfg["out"])
-            run_server(LocalGrid(cfg["clients"]), cfg)
-            summary = json.loads((Path(cfg["out"]) / "summary.json").read_text())
-            on_done(cfg, summary)
-            out.append(summary)
-        return out
-
-    monkeypatch.setattr(simulation, "run_batch", fake)
-    return ran
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -98,3 +77,15 @@ def test_the_cli_runs_a_sweep_on_the_simulation_engine(tmp_path: Path) -> None:
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert sorted(r["strategy"] for r in _csv(tmp_path / "sw" / "results.csv")) == ["fedavg", "median"]
+
+
+def test_a_union_of_grids_and_a_failed_precondition(tmp_path: Path, local_batch: list[str]) -> None:
+    union = [{"strategy": ["median"], "attack": ["none"]}, {"strategy": ["median", "bulyan"], "attack": ["none", "ipm"]}]
+    names = [c["name"] for c in cells(BASE, union, [1], tmp_path)]
+    assert names == ["strategy=median,attack=none,seed=1", "strategy=median,attack=ipm,seed=1",
+                     "strategy=bulyan,attack=none,seed=1", "strategy=bulyan,attack=ipm,seed=1"]  # shared cell once
+    with pytest.raises(ConfigError, match="same keys"):
+        cells(BASE, [{"strategy": ["median"]}, {"attack": ["ipm"]}], [1], tmp_path)
+    rows = run_sweep(BASE, {"strategy": ["bulyan"]}, [1], tmp_path)  # 5 QPUs, f = 1: bulyan needs n >= 7
+    assert local_batch == [] and rows[0]["final_metric"] == "n/a" and rows[0]["rounds_skipped"] == "n/a"
+    assert run_sweep(BASE, {"strategy": ["bulyan"]}, [1], tmp_path, resume=True) == rows  # n/a is done
