@@ -34,14 +34,11 @@ from fedqnn.param_vectors import flatten_state, unflatten_state
 from fedqnn.qfi import quantum_fisher
 from fedqnn.seeding import derive_seed
 from fedqnn.stamps import (
-    median_kappa,
     metric_matrix,
     model_kappa,
     node_variance_factor,
-    stamps_from_factors,
 )
 from strategies import ceas_math
-from strategies.ceas_scale import fit_noise_scale
 from strategies.flower_builtins import PreconditionError, clamp_num_examples
 from strategies.registry import register
 
@@ -142,17 +139,16 @@ class CEAS(FedAvg):
             self._reports[server_round] = {"rejected": claim_rows}
             return None, None
         g, trace_g = self._metric(base)
-        kappa, tau2 = self._kappa_tau2(x, factors_arr, server_f, g, trace_g)
-        stamps = stamps_from_factors(factors_arr, kappa)
         f = byzantine_count(cfg.get("byzantine_fraction", 0.0), len(replies))
         try:
-            res = ceas_math.robust_fidelity_aggregate(
-                x, stamps, outlier=c["filter"], premix=None if c["premix"] == "none" else c["premix"],
-                f=f, cap_multiple=c["cap"] if c["cap"] > 0 else None, metric=g if c["filter"] != "none" else None,
-                tau2=tau2, sizes=sizes,
-            )
+            rnd = ceas_math.consensus_round(
+                x, factors_arr, server_f, sizes=sizes if sizes.sum() > 0 else None, metric=g,
+                scale=self._scale(trace_g), outlier=c["filter"],
+                premix=None if c["premix"] == "none" else c["premix"], f=f,
+                cap_multiple=c["cap"] if c["cap"] > 0 else None)
         except ceas_math.PreconditionError as exc:
             raise PreconditionError(f"ceas: {exc}") from exc
+        res, kappa, tau2, stamps = rnd.result, rnd.kappa, rnd.tau2, rnd.stamps
         if measured:
             measured = self._measured_traces(base, measured)
         self._reports[server_round] = {
@@ -213,20 +209,16 @@ class CEAS(FedAvg):
             x = x / np.asarray(shrinks)[:, None]
         return names, x, np.asarray(factors), measured, refused, np.asarray(server_f), np.asarray(sizes)
 
-    def _kappa_tau2(self, x: np.ndarray, factors: np.ndarray, server_factors: np.ndarray, g: np.ndarray,
-                    trace_g: float) -> tuple[float, float]:
-        """kappa (and the between-node variance tau2 with ``ceas.scale = fit``: fitted on the
-        server's calibration record only, never on claims, :func:`strategies.ceas_scale.fit_noise_scale`)."""
+    def _scale(self, trace_g: float) -> str | float:
+        """``ceas.scale``: "fit" (on the server's records, :func:`strategies.ceas_scale.fit_noise_scale`),
+        "median", or with "model" the SGD bound kappa = eta^2 K tr(G) / (2B)."""
         cfg = self.fedqnn_cfg
         scale = cfg["ceas"]["scale"]
-        if scale == "fit":
-            fit = fit_noise_scale(ceas_math.metric_transform(x, g), server_factors)
-            return fit.kappa, fit.tau2
-        if scale == "median":
-            return median_kappa(x, factors, g), 0.0
+        if scale in ("fit", "median"):
+            return scale
         data_n = cfg["data"]["samples_per_client"]
         steps = cfg["train"]["epochs"] * math.ceil(data_n / cfg["train"]["batch_size"])
-        return model_kappa(cfg, trace_g, steps, cfg["train"]["batch_size"]), 0.0
+        return model_kappa(cfg, trace_g, steps, cfg["train"]["batch_size"])
 
     def _measured_traces(self, base: dict[str, torch.Tensor], diffs: dict[str, list[float]]) -> dict[str, float]:
         """tr(F_Q Σ_k) measured from the half-shot difference δ: E[δᵀ F_Q δ] / 4 (quantum block)."""

@@ -84,6 +84,8 @@ __all__ = [
     "get_outlier_filter",
     "RobustAggregate",
     "robust_fidelity_aggregate",
+    "ConsensusRound",
+    "consensus_round",
 ]
 
 
@@ -158,3 +160,61 @@ def robust_fidelity_aggregate(
     return RobustAggregate(
         aggregate=agg, weights=w, kept=kept, rejected=dict(res.reasons), details=dict(res.details)
     )
+
+
+@dataclass(frozen=True)
+class ConsensusRound:
+    """One CEAS round's decision: the robust aggregate, the scale kappa, the between-node
+    variance tau2 and the stamps phi_k = 4 / (kappa sigma_k^2) it used."""
+
+    result: RobustAggregate
+    kappa: float
+    tau2: float
+    stamps: np.ndarray
+
+
+def consensus_round(
+    x: np.ndarray,
+    factors: np.ndarray,
+    server_factors: np.ndarray,
+    *,
+    sizes: np.ndarray | None = None,
+    metric: np.ndarray | None = None,
+    scale: str | float = "fit",
+    outlier: str | OutlierFilter = "stamp",
+    premix: str | None = None,
+    f: int | None = None,
+    cap_multiple: float | None = 3.0,
+) -> ConsensusRound:
+    """The path a CEAS round takes from updates to the aggregate (the strategy and ``fedqnn bench
+    robust`` both call it).
+
+    ``factors``: sigma_k^2 = max(server record, the node's claim) (a claim can only lower a
+    stamp); ``server_factors``: the server's record alone, the only input of the scale fit.
+    ``scale``: ``"fit"`` (kappa, tau2 by :func:`strategies.ceas_scale.fit_noise_scale`),
+    ``"median"`` (kappa = med_k ||x_k - m||^2_G / sigma_k^2, tau2 = 0) or a number (kappa given,
+    tau2 = 0). Then phi_k = 4 / (kappa sigma_k^2) and :func:`robust_fidelity_aggregate` with the
+    metric (the filter's; ``outlier="none"`` uses none)."""
+    from strategies.ceas_scale import fit_noise_scale
+
+    xs = as_vectors(x)
+    fac = np.asarray(factors, dtype=np.float64)
+    if fac.shape != (xs.shape[0],) or not np.all(np.isfinite(fac)) or np.any(fac <= 0):
+        raise PreconditionError("factors must be one finite sigma^2 > 0 per update")
+    y = metric_transform(xs, metric)
+    if scale == "fit":
+        fit = fit_noise_scale(y, server_factors)
+        kappa, tau2 = fit.kappa, fit.tau2
+    elif scale == "median":
+        d2 = np.einsum("ij,ij->i", y - np.median(y, axis=0), y - np.median(y, axis=0)) / np.asarray(server_factors)
+        d2 = d2[np.isfinite(d2) & (d2 > 0)]
+        kappa, tau2 = (float(np.median(d2)) if d2.size else 1.0), 0.0
+    elif isinstance(scale, int | float) and math.isfinite(scale) and scale > 0:
+        kappa, tau2 = float(scale), 0.0
+    else:
+        raise PreconditionError(f"scale must be 'fit', 'median' or a positive number; got {scale!r}")
+    stamps = STAMP_SCALE / (fac * max(kappa, 1e-300))
+    res = robust_fidelity_aggregate(
+        xs, stamps, outlier=outlier, premix=premix, f=f, cap_multiple=cap_multiple,
+        metric=metric if outlier != "none" else None, tau2=tau2, sizes=sizes)
+    return ConsensusRound(res, kappa, tau2, stamps)
