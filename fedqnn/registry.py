@@ -219,7 +219,8 @@ STRATEGIES = Registry("strategy", "fedqnn.strategies", {
 ATTACKS = Registry("attack", "fedqnn.attacks", {
     name: "clients.attacks"  # AttackSpec objects, built in clients/attacks/__init__.py
     for name in ("sign-flip", "gaussian", "scaled", "alie", "ipm", "mimic", "min-max", "min-sum",
-                 "fang-krum", "fang-median", "stamp-adaptive", "stamp-inflation")
+                 "fang-krum", "fang-median", "stamp-adaptive", "stamp-inflation", "boundary", "fit-capture",
+                 "optimising")
 })
 POLICIES = Registry("broker.policy", "fedqnn.broker_policies", {
     "aware": "fedqnn.network.policies:AwarePolicy",

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from clients.attacks.adaptive import boundary, fit_capture, fit_capture_claim, optimising
 from clients.attacks.zoo import (
     AttackError,
     alie,
@@ -56,6 +57,10 @@ __all__ = [
     "list_attacks",
     "alie",
     "alie_z",
+    "boundary",
+    "fit_capture",
+    "fit_capture_claim",
+    "optimising",
     "fang_krum",
     "fang_median",
     "flip_labels",
@@ -113,6 +118,12 @@ for _spec in [
                cite="white box against CEAS's stamp-consistency filter (fedqnn, docs/attacks.md)"),
     AttackSpec("stamp-inflation", stamp_inflation, False, claims=True,
                cite="CEAS Definition 4: Byzantine nodes control their reported calibration"),
+    AttackSpec("boundary", boundary, True,
+               cite="white box: just inside CEAS's far bound, one common direction (fedqnn, issue 16)"),
+    AttackSpec("fit-capture", fit_capture, True, claim=fit_capture_claim,
+               cite="white box: claims and placement chosen to steer CEAS's scale fit (fedqnn, issue 16)"),
+    AttackSpec("optimising", optimising, True,
+               cite="min-max aimed at CEAS: simulates the server's round (Shejwalkar & Houmansadr 2021's idea)"),
 ]:
     ATTACKS.provide(_spec.name, _spec)
 
