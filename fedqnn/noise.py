@@ -79,17 +79,15 @@ def device_calibration(spec: DeviceSpec, shots: int, layers: int) -> Calibration
 
 
 def _assigned_device(cfg: dict[str, Any], node: str) -> DeviceSpec:
-    """``noise=devices``: node k gets ``qpu.devices[k mod len]`` (``qpu.device_assign = cycle``)
-    or one drawn from the stream (seed, 'device', node) (``seed``), on its best chain."""
-    from fedqnn.quantum.devices import device_spec
+    """``noise=devices``: node-k runs DEVICES[k mod 8] (:data:`fedqnn.quantum.devices.DEVICES`) (a node
+    name without an index: one drawn from the stream (seed, 'device', node)) on the backend's
+    best chain of ``model.qubits`` qubits. Other assignments: ``fedqnn devices export`` and
+    ``qpu.calibration_file``."""
+    from fedqnn.quantum.devices import DEVICES, device_spec
 
-    names = list(cfg["qpu"]["devices"])
     tail = node.rsplit("-", 1)[-1]
-    if cfg["qpu"]["device_assign"] == "cycle" and tail.isdigit():
-        name = names[int(tail) % len(names)]
-    else:
-        name = names[int(rng(cfg["seed"], "device", node).integers(len(names)))]
-    return device_spec(name, cfg["model"]["qubits"])
+    k = int(tail) if tail.isdigit() else int(rng(cfg["seed"], "device", node).integers(len(DEVICES)))
+    return device_spec(DEVICES[k % len(DEVICES)], cfg["model"]["qubits"])
 
 
 def apply_calibration(layer: Any, cal: Calibration) -> None:

@@ -9,30 +9,14 @@ from fedqnn.schema import ConfigError, Field, Section, field
 __all__ = ["FIELDS", "SECTION", "check"]
 
 
-#: the CX-native fake backends of qiskit-ibm-runtime (``fedqnn.quantum.devices.DEVICES``, kept equal by
-#: ``tests/quantum/test_device_calibration.py``)
-DEVICE_BACKENDS = ("fake_manila", "fake_lima", "fake_belem", "fake_quito", "fake_nairobi", "fake_jakarta",
-                   "fake_lagos", "fake_perth")
-
-
-def _backends(v: Any) -> str | None:
-    if not v or not all(isinstance(x, str) for x in v):
-        return "expected a non-empty list of backend names"
-    bad = [x for x in v if x not in DEVICE_BACKENDS]
-    return f"unknown backend(s) {', '.join(bad)} (expected some of {', '.join(DEVICE_BACKENDS)})" if bad else None
-
-
 def _positive_ints(v: Any) -> str | None:
     return (None if v and all(isinstance(x, int) and x > 0 for x in v)
             else "expected a non-empty list of positive integers")
 
 
 FIELDS: dict[str, Field] = {
-    "noise": field("heterogeneous", str, "QPU noise profile", choices=("heterogeneous", "homogeneous", "noiseless", "devices")),
-    "qpu.devices": field(list(DEVICE_BACKENDS), list, "noise=devices: the real-device snapshots assigned to QPUs "
-                         "(docs/devices.md)", check=_backends),
-    "qpu.device_assign": field("cycle", str, "noise=devices: node-k gets devices[k mod len] (cycle) or one drawn "
-                               "by seed (seed)", choices=("cycle", "seed")),
+    "noise": field("heterogeneous", str, "QPU noise profile (devices: real-device snapshots, docs/devices.md)",
+                   choices=("heterogeneous", "homogeneous", "noiseless", "devices")),
     "qpu.p_min": field(1e-3, float, "smallest depolarising probability per qubit per layer", low=0.0, high=0.75),
     "qpu.p_max": field(0.05, float, "largest depolarising probability per qubit per layer", low=0.0, high=0.75),
     "qpu.r_min": field(0.0, float, "smallest readout bit-flip probability", low=0.0, high=0.5),

@@ -68,7 +68,8 @@ def aer_estimates(spec: DeviceSpec, backend, angles: np.ndarray, weights: np.nda
     sim = AerSimulator(method="density_matrix", noise_model=noise_model(spec, backend), seed_simulator=seed)
     qc = device_circuit(spec, backend, angles, weights)
     mem = sim.run(qc, shots=shots * repeats, memory=True).result().get_memory()
-    bits = np.array([[int(s[n - 1 - i]) for i in range(n)] for s in mem], dtype=np.int64)  # clbit i
+    chars = np.frombuffer("".join(mem).encode(), dtype=np.uint8).reshape(len(mem), n) - ord("0")
+    bits = chars[:, ::-1].astype(np.int64)  # a memory string lists clbit n-1 first
     z = (1 - 2 * bits).astype(np.float64)
     obs = np.concatenate([z, z[:, :-1] * z[:, 1:]], axis=1)
     return obs.reshape(repeats, shots, -1).mean(1)
