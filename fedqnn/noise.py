@@ -183,7 +183,7 @@ def _check_entry(where: str, entry: Any) -> dict[str, Any]:
     if "device" in entry:
         if {"p", "r"} & set(entry):
             raise ConfigError(f"{where}: p and r are derived from 'device'; give either {{device, shots}} or {{p, r, shots}}")
-        out["device"] = DeviceSpec.from_dict(entry["device"], f"{where}.device")
+        out["device"] = DeviceSpec.from_dict(entry["device"], f"{where}.device").to_dict()  # checked, kept plain
     for key, lo, hi in (("p", 0.0, 0.75), ("r", 0.0, 0.5)):
         if key in entry:
             v = entry[key]
