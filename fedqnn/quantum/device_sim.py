@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from fedqnn.quantum.density import _layer_ptms, _SignedGather, _z_index
+from fedqnn.quantum.density import EXACT_MAX_QUBITS, _layer_ptms, _SignedGather, _z_index
 from fedqnn.quantum.device_spec import DeviceSpec, Op, layer_program, relaxation_ptm_diag
 
 __all__ = ["DeviceNoise", "device_probs", "device_confusion", "device_noise"]
@@ -146,6 +146,8 @@ def device_probs(angles: torch.Tensor, weights: torch.Tensor, noise: DeviceNoise
 
     angles (B, L, n), weights (L, n, 3) or per sample (B, L, n, 3)."""
     b, layers, n = angles.shape
+    if n > EXACT_MAX_QUBITS:
+        raise ValueError(f"device_probs: {n} qubits > EXACT_MAX_QUBITS={EXACT_MAX_QUBITS}")
     if n != noise.n or layers != noise.layers:
         raise ValueError(f"device noise is for {noise.n} qubits x {noise.layers} layers, the circuit has {n} x {layers}")
     angles, weights = angles.to(torch.float64), weights.to(torch.float64)

@@ -35,6 +35,11 @@ def check(cfg: dict[str, Any]) -> None:
     q = cfg["qpu"]
     if q["p_min"] > q["p_max"] or q["r_min"] > q["r_max"]:
         raise ConfigError("qpu: expected p_min <= p_max and r_min <= r_max")
+    part = cfg.get("partition")
+    kind = part.get("kind", "data") if isinstance(part, dict) else (part or "data")
+    if cfg["noise"] == "devices" and kind != "data":
+        raise ConfigError(f"noise=devices: real-device programs run on the data-partitioned model, got "
+                          f"partition.kind={kind!r} (docs/devices.md)")
 
 
 SECTION = Section(FIELDS, check)

@@ -233,3 +233,11 @@ def test_parameter_shift_on_a_device_estimates_the_noisy_gradient() -> None:
     # 3 samples x 3 readouts, each shift term of variance <= 1/(2S): se <= 3 sqrt(1/4096) ~ 0.05
     assert (grads["parameter-shift"] - grads["backprop"]).abs().max() < 0.15
     assert (clean.weights.grad - grads["backprop"]).abs().max() > 0.3
+
+
+def test_devices_profile_refuses_partitioned_models() -> None:
+    from fedqnn.config import build_config
+
+    with pytest.raises(ConfigError, match=r"noise=devices: .* partition.kind='circuit'"):
+        build_config({"noise": "devices", "partition": {"kind": "circuit"}})
+    assert build_config({"noise": "devices"})["noise"] == "devices"
