@@ -5,15 +5,17 @@ The state is the density matrix in the Pauli basis, c_P = Tr(P ρ) over the 4^n 
 applies the RY·Rot unitaries (their Pauli transfer matrices), then the instructions of
 :func:`fedqnn.quantum.device_spec.layer_program` in order, each with its own errors:
 
-* a CX: the signed Pauli permutation CNOT P CNOT = ±P' on its two digits;
+* a CX: the signed Pauli permutation CNOT P CNOT = ±P' on its two digits (a 16 x 16 PTM);
 * a k-qubit depolarising λ: every Pauli string that is not the identity on those k qubits is
   multiplied by 1 - λ (E(ρ) = (1 - λ) ρ + λ Tr_k(ρ) ⊗ I/2^k is diagonal in the Pauli basis);
+  a CX's λ is fused with its permutation and the pending single-qubit maps of its two qubits into
+  one (4, 4, 4, 4) map on their digits;
 * thermal relaxation over t on each qubit: the PTM with R_XX = R_YY = e^{-t/T2},
   R_ZZ = e^{-t/T1}, R_ZI = 1 - e^{-t/T1} (amplitude then phase damping, Nielsen & Chuang §8.3);
 * an idle: relaxation only.
 
-Single-qubit maps are accumulated per qubit and applied when a two-qubit instruction touches the
-qubit (or at the layer's end). Outcome probabilities: P(x) = 2^{-n} Σ_S c_{Z_S} (-1)^{x·S}.
+Single-qubit maps are accumulated per qubit and folded into the next two-qubit instruction on the
+qubit (or applied at the layer's end). Outcome probabilities: P(x) = 2^{-n} Σ_S c_{Z_S} (-1)^{x·S}.
 The per-qubit readout confusion is applied afterwards by the caller
 (:func:`fedqnn.quantum.readout.apply_confusion`, matrices from :func:`device_confusion`).
 """
@@ -26,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from fedqnn.quantum.density import EXACT_MAX_QUBITS, _layer_ptms, _SignedGather, _z_index
+from fedqnn.quantum.density import EXACT_MAX_QUBITS, _layer_ptms, _z_index
 from fedqnn.quantum.device_spec import DeviceSpec, Op, layer_program, relaxation_ptm_diag
 
 __all__ = ["DeviceNoise", "device_probs", "device_confusion", "device_noise"]
@@ -66,42 +68,37 @@ def _dep_ptm(lam: float) -> np.ndarray:
     return np.diag([1.0, 1.0 - lam, 1.0 - lam, 1.0 - lam])
 
 
-@lru_cache(maxsize=64)
-def _digits(n: int) -> np.ndarray:
-    return (np.arange(4**n)[:, None] // 4 ** np.arange(n - 1, -1, -1)[None, :]) % 4
-
-
-@lru_cache(maxsize=256)
-def _cx_map(n: int, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(src, sign) with c'[Q] = sign[Q] c[src[Q]] for CNOT(a -> b)."""
-    from fedqnn.quantum.density import _cnot_pauli_table
-
-    dst_t, sign_t = (np.asarray(t) for t in _cnot_pauli_table())
-    digits = _digits(n).copy()
-    k = 4 * digits[:, a] + digits[:, b]
-    sign = sign_t[k]
-    digits[:, a], digits[:, b] = dst_t[k] // 4, dst_t[k] % 4
-    dst = (digits * 4 ** np.arange(n - 1, -1, -1)[None, :]).sum(1)
-    src = np.empty(4**n, dtype=np.int64)
-    src[dst] = np.arange(4**n)
-    return torch.from_numpy(src), torch.from_numpy(sign[src].astype(np.float64))
-
-
-@lru_cache(maxsize=256)
-def _pair_support(n: int, a: int, b: int) -> torch.Tensor:
-    """1.0 where the Pauli string is not the identity on both a and b."""
-    d = _digits(n)
-    return torch.from_numpy(((d[:, a] != 0) | (d[:, b] != 0)).astype(np.float64))
-
-
 def _local(c: torch.Tensor, mat: torch.Tensor, i: int, n: int) -> torch.Tensor:
     view = c.view(c.shape[0], 4**i, 4, 4 ** (n - 1 - i))
     return torch.einsum("ac,zlcr->zlar", mat, view).reshape(c.shape[0], -1)
 
 
+@lru_cache(maxsize=1)
+def _cx_ptm() -> np.ndarray:
+    """(16, 16) Pauli transfer matrix of CNOT on (control digit, target digit), index 4 a + b."""
+    from fedqnn.quantum.density import _cnot_pauli_table
+
+    dst, sign = _cnot_pauli_table()
+    m = np.zeros((16, 16))
+    m[dst, np.arange(16)] = sign
+    return m
+
+
+def _two_qubit_step(a: int, b: int, before_a: np.ndarray, before_b: np.ndarray, lam: float) -> tuple:
+    """One (4, 4, 4, 4) map on digits (min, max) of a, b: D2(λ) · CX(a -> b) · (before_a ⊗ before_b)."""
+    dep = np.full(16, 1.0 - lam)
+    dep[0] = 1.0
+    t = (dep[:, None] * _cx_ptm()) @ np.kron(before_a, before_b)
+    t4 = t.reshape(4, 4, 4, 4)  # (out a, out b, in a, in b)
+    if a > b:
+        t4 = t4.transpose(1, 0, 3, 2)
+    return ("pair", min(a, b), max(a, b), torch.from_numpy(np.ascontiguousarray(t4)))
+
+
 @lru_cache(maxsize=32)
 def _compiled(noise: DeviceNoise) -> tuple[tuple[tuple, ...], ...]:
-    """Per layer: ("local", i, 4x4) | ("cx", a, b) | ("dep2", a, b, λ) steps, single-qubit maps fused."""
+    """Per layer: ("local", i, 4x4) | ("pair", p, q, 4x4x4x4) steps: single-qubit maps are fused
+    per qubit and into the next two-qubit instruction on it (with its CX and depolarising λ)."""
     spec, s = noise.spec, noise.scale
     rate = s if noise.relaxation else 0.0
     layers = []
@@ -113,11 +110,6 @@ def _compiled(noise: DeviceNoise) -> tuple[tuple[tuple, ...], ...]:
             q = spec.qubits[w]
             pending[w] = _relax_ptm(t, q.t1, q.t2, rate) @ pending[w]
 
-        def flush(w: int, pending=pending, steps=steps) -> None:
-            if not np.allclose(pending[w], np.eye(4), atol=0, rtol=0):
-                steps.append(("local", w, torch.from_numpy(pending[w].copy())))
-            pending[w] = np.eye(4)
-
         op: Op
         for op in layer_program(spec, layer):
             if op.kind == "u":
@@ -128,15 +120,12 @@ def _compiled(noise: DeviceNoise) -> tuple[tuple[tuple, ...], ...]:
                 relax(op.qubits[0], op.time)
             else:
                 a, b = op.qubits
-                flush(a)
-                flush(b)
-                steps.append(("cx", a, b))
-                if op.lam > 0:
-                    steps.append(("dep2", a, b, min(16.0 / 15.0, op.lam * s)))
+                steps.append(_two_qubit_step(a, b, pending[a], pending[b], min(16.0 / 15.0, op.lam * s)))
+                pending[a], pending[b] = np.eye(4), np.eye(4)
                 relax(a, op.time)
                 relax(b, op.time)
-        for w in range(spec.n):
-            flush(w)
+        steps += [("local", w, torch.from_numpy(pending[w].copy())) for w in range(spec.n)
+                  if not np.array_equal(pending[w], np.eye(4))]
         layers.append(tuple(steps))
     return tuple(layers)
 
@@ -166,10 +155,10 @@ def device_probs(angles: torch.Tensor, weights: torch.Tensor, noise: DeviceNoise
         for step in program[layer]:
             if step[0] == "local":
                 c = _local(c, step[2], step[1], n)
-            elif step[0] == "cx":
-                c = _SignedGather.apply(c, *_cx_map(n, step[1], step[2]))
             else:
-                c = c * (1.0 - step[3] * _pair_support(n, step[1], step[2]))
+                _, p, q, t4 = step
+                view = c.view(b, 4**p, 4, 4 ** (q - p - 1), 4, 4 ** (n - 1 - q))
+                c = torch.einsum("PQpq,zlpmqr->zlPmQr", t4, view).reshape(b, -1)
     hadamard = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64) / 2
     from fedqnn.quantum.readout import apply_confusion
 

@@ -111,6 +111,7 @@ def best_chain(backend: Any, n: int) -> tuple[int, ...]:
     return best[1]
 
 
+@lru_cache(maxsize=256)
 def device_spec(name: str, qubits: int, layout: tuple[int, ...] | None = None) -> DeviceSpec:
     """The calibration of backend ``name`` on ``layout`` (default :func:`best_chain` of ``qubits``)."""
     from fedqnn.schema import ConfigError
