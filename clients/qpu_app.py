@@ -31,7 +31,7 @@ from flwr.clientapp import ClientApp
 
 from clients.byzantine import DATA_ATTACKS, attack_of, poison_targets, split_attack
 from fedqnn.config import validate
-from fedqnn.noise import calibration_for
+from fedqnn.noise import apply_calibration, calibration_for
 from fedqnn.partitions.federated import RECORD_EPOCHS, apply_round, kind_of, schmidt_metrics
 from fedqnn.tasks import LocalData, get_task
 from fedqnn.training import set_threads, train_local, train_local_half_shots
@@ -119,7 +119,7 @@ def local_train(msg: Message, context: Context) -> tuple[Any, dict[str, Any], di
         data = LocalData(data.x, poison_targets(cfg, data.target, 10 if task.kind == "classification" else None), data.y)
     cal = calibration_for(cfg, f"node-{pid}")
     if hasattr(model, "quantum") and hasattr(model.quantum, "set_noise"):
-        model.quantum.set_noise(cal.p, cal.r, cal.shots)
+        apply_calibration(model.quantum, cal)  # uniform: set_noise(p, r, shots); a device: its gate program
     half_diff = None
     if cfg["ceas"]["half_shots"] and hasattr(model, "quantum") and hasattr(model.quantum, "set_noise"):
         res, delta = train_local_half_shots(model, task, data, cfg, server_round, pid)

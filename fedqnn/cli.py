@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("fedqnn.scheduling.cli", "place tasks on QPUs / solve GAP instances"),
     "bench": ("fedqnn.bench", "benchmarks that print side-by-side ratios"),
     "broker": ("fedqnn.network.cli", "the entanglement broker alone: fixed-demand runs and the solved MDP"),
+    "devices": ("fedqnn.devices_cli", "real-device calibration snapshots: list them, export a qpu.calibration_file"),
     "keys": ("fedqnn.security.cli", "node keys, CA and server certificates, SuperNode auth keys"),
     "superlink": ("fedqnn.superlink", "a Flower SuperLink serving the Fleet API apart from its loopback-only "
                   "Control API (deployments)"),

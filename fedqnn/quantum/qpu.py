@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from fedqnn.quantum.density import EXACT_MAX_QUBITS, density_probs, depolarizing_superop
+from fedqnn.quantum.device_sim import DeviceNoise, device_probs
 from fedqnn.quantum.readout import apply_confusion, measure, observable_signs
 from fedqnn.quantum.statevector import circuit_state, expectations, observable_weights
 
@@ -38,13 +39,19 @@ def qpu_expectations(
 
     ``p``: depolarising probability per qubit per layer; ``channel``: an extra single-qubit
     superoperator (4, 4) or (n, 4, 4) after D_p at the same places (e.g.
-    :func:`fedqnn.quantum.density.relaxation_superop`); ``confusion`` (n, 2, 2) readout matrices
+    :func:`fedqnn.quantum.density.relaxation_superop`), or a
+    :class:`fedqnn.quantum.device_sim.DeviceNoise` (a real device's gate program, with p = 0);
+    ``confusion`` (n, 2, 2) readout matrices
     (None = perfect); ``shots`` S (0 = the exact noisy expectation); ``generator`` draws the shots.
     Registers wider than ``exact_max_qubits`` (default :data:`EXACT_MAX_QUBITS`) use the
     trajectory fallback with ``trajectories`` per sample.
     """
     n = angles.shape[-1]
-    if p <= 0 and channel is None:
+    if isinstance(channel, DeviceNoise):  # a real device's routed program (fedqnn.quantum.device_sim)
+        if p > 0:
+            raise ValueError("qpu: a device calibration carries its own gate errors (p must be 0)")
+        probs = device_probs(angles, weights, channel)
+    elif p <= 0 and channel is None:
         psi = circuit_state(angles, weights).reshape(angles.shape[0], -1)
         probs = (psi.real**2 + psi.imag**2).to(torch.float64)
     elif n <= (EXACT_MAX_QUBITS if exact_max_qubits is None else exact_max_qubits):

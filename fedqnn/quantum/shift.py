@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from fedqnn.quantum.density import density_probs, depolarizing_superop
+from fedqnn.quantum.device_sim import DeviceNoise, device_probs
 from fedqnn.quantum.readout import apply_confusion, measure
 
 __all__ = ["parameter_shift_expectations", "SHIFT"]
@@ -47,15 +48,17 @@ class _Measure:
 def _estimate(angles: torch.Tensor, weights: torch.Tensor, m: _Measure) -> torch.Tensor:
     """S-shot estimates (R, 2n - 1) for rows of angles (R, L, n); weights (L, n, 3) or (R, L, n, 3)."""
     n = angles.shape[-1]
+    device = m.channel if isinstance(m.channel, DeviceNoise) else None
     sop = depolarizing_superop(m.p)
-    if m.channel is not None:
+    if m.channel is not None and device is None:
         sop = m.channel.to(sop.dtype) @ sop
     rows = max(1, _CHUNK_ELEMENTS // 4**n)
     out = []
     with torch.no_grad():
         for s in range(0, angles.shape[0], rows):
             w = weights if weights.dim() == 3 else weights[s : s + rows]
-            probs = density_probs(angles[s : s + rows], w, sop)
+            probs = (device_probs(angles[s : s + rows], w, device) if device is not None
+                     else density_probs(angles[s : s + rows], w, sop))
             if m.confusion is not None:
                 probs = apply_confusion(probs, m.confusion)
             out.append(measure(probs, m.shots, m.generator))

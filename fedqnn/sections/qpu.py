@@ -15,7 +15,8 @@ def _positive_ints(v: Any) -> str | None:
 
 
 FIELDS: dict[str, Field] = {
-    "noise": field("heterogeneous", str, "QPU noise profile", choices=("heterogeneous", "homogeneous", "noiseless")),
+    "noise": field("heterogeneous", str, "QPU noise profile (devices: real-device snapshots, docs/devices.md)",
+                   choices=("heterogeneous", "homogeneous", "noiseless", "devices")),
     "qpu.p_min": field(1e-3, float, "smallest depolarising probability per qubit per layer", low=0.0, high=0.75),
     "qpu.p_max": field(0.05, float, "largest depolarising probability per qubit per layer", low=0.0, high=0.75),
     "qpu.r_min": field(0.0, float, "smallest readout bit-flip probability", low=0.0, high=0.5),
@@ -34,6 +35,11 @@ def check(cfg: dict[str, Any]) -> None:
     q = cfg["qpu"]
     if q["p_min"] > q["p_max"] or q["r_min"] > q["r_max"]:
         raise ConfigError("qpu: expected p_min <= p_max and r_min <= r_max")
+    part = cfg.get("partition")
+    kind = part.get("kind", "data") if isinstance(part, dict) else (part or "data")
+    if cfg["noise"] == "devices" and kind != "data":
+        raise ConfigError(f"noise=devices: real-device programs run on the data-partitioned model, got "
+                          f"partition.kind={kind!r} (docs/devices.md)")
 
 
 SECTION = Section(FIELDS, check)
