@@ -182,6 +182,7 @@ def consensus_round(
     metric: np.ndarray | None = None,
     scale: str | float = "fit",
     outlier: str | OutlierFilter = "stamp",
+    outlier_params: Mapping[str, Any] | None = None,
     premix: str | None = None,
     f: int | None = None,
     cap_multiple: float | None = 3.0,
@@ -215,6 +216,6 @@ def consensus_round(
         raise PreconditionError(f"scale must be 'fit', 'median' or a positive number; got {scale!r}")
     stamps = STAMP_SCALE / (fac * max(kappa, 1e-300))
     res = robust_fidelity_aggregate(
-        xs, stamps, outlier=outlier, premix=premix, f=f, cap_multiple=cap_multiple,
+        xs, stamps, outlier=outlier, outlier_params=outlier_params, premix=premix, f=f, cap_multiple=cap_multiple,
         metric=metric if outlier != "none" else None, tau2=tau2, sizes=sizes)
     return ConsensusRound(res, kappa, tau2, stamps)

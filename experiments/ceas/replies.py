@@ -41,13 +41,12 @@ from fedqnn.param_vectors import flatten_state, unflatten_state
 from fedqnn.tasks import get_task
 from fedqnn.training import train_local
 from strategies import ceas_math
-from strategies.ceas_filters import StampConsistencyFilter
 from strategies.registry import build_strategy
 
 RULES = {
     "ceas": {},
-    "ceas-nodir": {"outlier": StampConsistencyFilter(directional=False)},
-    "ceas-median-null": {"outlier": StampConsistencyFilter(directional=False, null="median")},
+    "ceas-nodir": {"outlier_params": {"directional": False}},
+    "ceas-median-null": {"outlier_params": {"directional": False, "null": "median"}},
 }
 
 

@@ -212,10 +212,8 @@ def _aggregate_all(add: Callable[[str, np.ndarray], None], sq: dict[str, list[fl
         add(label, res.aggregate)
         sq.setdefault(f"{label}@byzw", []).append(float(res.weights[m:].sum()))
         sq.setdefault(f"{label}@hrej", []).append(float(sum(1 for i in res.rejected if i < mh)))
-    from strategies.ceas_filters import StampConsistencyFilter
-
     add("ceas-nodir", consensus_round(x, factors, server, sizes=sizes, f=f,
-                                      outlier=StampConsistencyFilter(directional=False)).result.aggregate)
+                                      outlier_params={"directional": False}).result.aggregate)
     add("fedavg", (sizes / sizes.sum()) @ x)
     for name in PLAIN_RULES:
         if precondition_holds(name, n, f):
