@@ -22,7 +22,8 @@ FIELDS: dict[str, Field] = {
     "ceas.filter": field("stamp", str, "outlier filter before weighting", choices=("stamp", "median", "none")),
     "ceas.premix": field("none", str, "pre-aggregation of the kept updates", choices=("none", "nnm", "clip")),
     "ceas.scale": field("fit", str, "absolute scale of the stamps' covariance: fit (QPU noise κσ² plus "
-                        "between-node τ², Theil-Sen), median (all spread is noise), model (SGD bound)",
+                        "between-node τ², repeated median on the server's calibration record), median (all spread is "
+                        "noise), model (SGD bound)",
                         choices=("fit", "median", "model")),
     "ceas.probe_size": field(8, int, "public probe inputs for the server's QFI", low=1, high=1024),
     "ceas.shrink": field("simulated", str, "shrink factor c_k: simulated from the calibration on the probe "
