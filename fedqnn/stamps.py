@@ -35,7 +35,8 @@ import numpy as np
 
 from fedqnn.noise import Calibration, effective_shots, shrink_factor
 
-__all__ = ["node_variance_factor", "model_kappa", "median_kappa", "stamps_from_factors", "metric_matrix"]
+__all__ = ["node_variance_factor", "model_kappa", "median_kappa", "stamps_from_factors", "metric_matrix",
+           "update_error_terms", "predicted_update_error", "fit_bias_ratio"]
 
 
 def node_variance_factor(cal: Calibration, cfg: dict[str, Any], shrink: float | None = None) -> float:
@@ -48,6 +49,41 @@ def node_variance_factor(cal: Calibration, cfg: dict[str, Any], shrink: float | 
     if c <= 0 or not math.isfinite(c):
         return math.inf
     return 1.0 / (s * c * c)
+
+
+def update_error_terms(shots: np.ndarray, shrink: np.ndarray, optimizer: str) -> tuple[np.ndarray, np.ndarray]:
+    """(noise term, bias term) of a node's expected update error, per node (module docstring,
+    "Re-derived"): SGD (debiased by 1/c) 1/(S c²) and ((1 - c)/c)²; Adam 1/(c √S) and (1 - c)².
+
+    Raises ValueError naming ``optimizer`` if it is neither ``sgd`` nor ``adam``."""
+    s = np.asarray(shots, dtype=np.float64)
+    c = np.asarray(shrink, dtype=np.float64)
+    if optimizer == "sgd":
+        return 1.0 / (s * c * c), ((1.0 - c) / c) ** 2
+    if optimizer == "adam":
+        return 1.0 / (c * np.sqrt(s)), (1.0 - c) ** 2
+    raise ValueError(f"train.optimizer: expected 'sgd' or 'adam', got {optimizer!r}")
+
+
+def predicted_update_error(shots: np.ndarray, shrink: np.ndarray, optimizer: str, bias_ratio: float) -> np.ndarray:
+    """E||D_k - D_ref||²_G / a = noise_k + λ bias_k (λ = ``bias_ratio`` = b / a, see
+    :func:`update_error_terms`); λ = 0 ranks nodes exactly as σ_k² = 1/(S_k c_k²) does."""
+    noise, bias = update_error_terms(shots, shrink, optimizer)
+    return noise + float(bias_ratio) * bias
+
+
+def fit_bias_ratio(errors: np.ndarray, shots: np.ndarray, shrink: np.ndarray, optimizer: str) -> float:
+    """λ = b / a of e_k ≈ a noise_k + b bias_k, a, b >= 0, by non-negative least squares on the
+    relative error Σ_k ((a noise_k + b bias_k - e_k) / e_k)² (each node counts alike whatever
+    its scale). Returns 0 when no bias is resolvable and inf when no noise term is."""
+    from scipy.optimize import nnls
+
+    e = np.asarray(errors, dtype=np.float64)
+    noise, bias = update_error_terms(shots, shrink, optimizer)
+    (a, b), _ = nnls(np.stack([noise / e, bias / e], axis=1), np.ones_like(e))
+    if b <= 0:
+        return 0.0
+    return float(b / a) if a > 0 else float("inf")
 
 
 def model_kappa(cfg: dict[str, Any], trace_g: float, steps: int, batch: int) -> float:
