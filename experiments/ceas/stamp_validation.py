@@ -46,7 +46,12 @@ if str(ROOT) not in sys.path:
 from fedqnn.config import build_config, parse_set  # noqa: E402
 from fedqnn.noise import Calibration, simulated_shrink  # noqa: E402
 from fedqnn.qfi import quantum_fisher  # noqa: E402
-from fedqnn.stamps import fit_bias_ratio, metric_matrix, node_variance_factor, predicted_update_error  # noqa: E402
+from fedqnn.stamps import (  # noqa: E402
+    fit_bias_ratio,
+    metric_matrix,
+    node_variance_factor,
+    predicted_update_error,
+)
 from fedqnn.tasks import get_task  # noqa: E402
 from fedqnn.training import train_local  # noqa: E402
 
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=8)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
-    overrides = dict(parse_set(kv) for kv in a.set)
+    overrides = parse_set(a.set)
     design = Design(_floats(a.ps), tuple(int(v) for v in _floats(a.shots)), _floats(a.rs), a.reps, overrides)
     seeds = tuple(int(v) for v in a.seeds.split(",") if v)
     print(run(seeds, tuple(a.optimizers.split(",")), design))
