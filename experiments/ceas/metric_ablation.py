@@ -161,6 +161,7 @@ def table(results: dict[str, dict[int, dict[str, list[float]]]], metrics: list[s
     shown = [*metrics, "plain mean", "signal"]
     head = "| attack | seeds | " + " | ".join(f"err {m}" for m in shown) + " | " + " | ".join(
         f"{m} / {ref} [95% CI] (Wilcoxon p)" for m in metrics[1:]) + " |"
+    head = head.replace("err signal", "signal")
     lines = [head, "|" + "---|" * (2 + len(shown) + len(metrics) - 1)]
     for attack, by_seed in results.items():
         seeds = sorted(by_seed)
