@@ -41,8 +41,9 @@ light cone shrinks differently and the loss's outer derivative is taken at the s
 σ_k² = 1/(S_k c_k²) ranks the noise term exactly in both cases (1/(c √S) is its square root),
 so the stamp below is the b = 0 model; :func:`update_error_terms` gives both terms and
 :func:`fit_bias_ratio` λ = b/a. Measured on the crossed design (p x S, 3 x 3): the noise term
-has the predicted form (SGD var S c² and Adam var √S c constant within ±25%), and the bias is
-41-57% of the error; with Adam the stamp still outranks shots-only and noise-only predictors,
+has the predicted form (per seed, SGD var S c² varies by 1.4-2.3x over the 9 nodes, against
+5-7x for var √S c; Adam var √S c by 1.6-2.8x, against 4-11x for var S c²), and the bias is
+24-72% of the error; with Adam the stamp still outranks shots-only and noise-only predictors,
 with SGD its gain over the noise-only one is not reliable and the λ model's is
 (``experiments/ceas/stamp_validation.py``).
 
