@@ -1,6 +1,6 @@
 """Which metric G should CEAS count update errors in? (issue 15 item 6)
 
-    python experiments/ceas/metric_ablation.py [--seeds 11,12,13,14,15] [--clients 10] [--rounds 3]
+    python experiments/ceas/metric_ablation.py [--seeds 11,...,20] [--clients 10] [--rounds 3]
         [--attacks none,alie,sign-flip] [--metrics qfi,identity,gauss-newton] [--set k=v ...]
 
 Small federations (default task, 10 QPUs, heterogeneous noise, default training), in process with
@@ -20,7 +20,7 @@ metrics from the same state. Per (attack, seed) the mean err over rounds; the ta
 mean over seeds (beside the plain mean of all replies, FedAvg's aggregate, and the signal
 RMS[f(θ_t + D_true) - f(θ_t)], the size of the change being estimated) and the paired ratio err(G) / err(qfi) with its 95% t-interval (geometric) and a
 two-sided Wilcoxon signed-rank p over the seed-round pairs. Seeds 1-2 were used in development;
-the reported table uses 11-15.
+the reported table uses 11-20.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from fedqnn.stats import t_interval  # noqa: E402
 from fedqnn.tasks import get_task  # noqa: E402
 from fedqnn.training import train_local  # noqa: E402
 
-REPORT_SEEDS = (11, 12, 13, 14, 15)
+REPORT_SEEDS = tuple(range(11, 21))
 
 
 class _Grid:
