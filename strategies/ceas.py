@@ -105,11 +105,21 @@ class CEAS(FedAvg):
         return f"node-{int(msg.content['metrics'].get('partition-id', nid))}"
 
     def _metric(self, base: dict[str, torch.Tensor]) -> tuple[np.ndarray, float]:
-        """G = F_Q(θ_t) on the quantum weights ⊕ I, and tr(G)."""
+        """G and tr(G) at θ_t (``ceas.metric``, :mod:`fedqnn.update_metrics`): ``qfi`` F_Q(θ_t) on
+        the quantum weights ⊕ I, ``identity``, or ``gauss-newton`` J^T J / N of the model's outputs
+        on the probe batch."""
         self.model.load_state_dict(base)
         keys = list(base)
         sizes = [base[k].numel() for k in keys]
         dim = sum(sizes)
+        kind = self.fedqnn_cfg["ceas"].get("metric", "qfi")
+        if kind == "identity":
+            return np.eye(dim), float(dim)
+        if kind == "gauss-newton":
+            from fedqnn.update_metrics import gauss_newton_metric, probe_queries
+
+            g = gauss_newton_metric(self.model, keys, self.probe, probe_queries(self.task, self.fedqnn_cfg))
+            return g, float(np.trace(g))
         quantum = getattr(self.model, "quantum", None)
         if quantum is None or not hasattr(quantum, "weights") or "quantum.weights" not in keys:
             return np.eye(dim), float(dim)  # classical ablation: Euclidean

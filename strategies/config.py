@@ -31,6 +31,9 @@ FIELDS: dict[str, Field] = {
     "ceas.trajectories": field(32, int, "Pauli trajectories per probe input for the simulated shrink", low=1),
     "ceas.half_shots": field(False, bool, "clients train twice with half the shots and report the quantum "
                              "weights' difference, so the server measures tr(F_Q Σ_k) (doubles client compute)"),
+    "ceas.metric": field("qfi", str, "metric G of the update errors (stamps, outlier filter): qfi (F_Q on the "
+                         "quantum weights, identity elsewhere), identity, or gauss-newton (J^T J of the model's "
+                         "outputs on the probe batch, all parameters)", choices=("qfi", "identity", "gauss-newton")),
     "ceas.debias": field("auto", str, "divide updates by the shrink factor c_k (auto: with sgd only)",
                          choices=("auto", "on", "off")),
 }
