@@ -47,11 +47,12 @@ has the predicted form (per seed, SGD var S c² varies by 1.4-2.3x over the 9 no
 with SGD its gain over the noise-only one is not reliable and the λ model's is
 (``experiments/ceas/stamp_validation.py``).
 
-κ, the absolute scale, matters only to outlier tests. ``scale="model"`` uses the bound
-κ = η² K tr(G) / (2B) (exact for plain SGD's shot noise with v = 1/2); ``scale="median"`` (the
-default: fedqnn trains with Adam, whose step normalisation breaks the SGD bound) estimates it
-each round from the updates, κ̂ = median_k ||D̃_k - m||²_G / σ_k² with m the coordinate-wise
-median (breakdown point 1/2: a Byzantine minority cannot move it far).
+κ, the absolute scale, is estimated by the strategy (:func:`strategies.ceas_math.consensus_round`):
+``ceas.scale="fit"`` (default) fits κ and the between-node variance τ² on the server's own
+calibration record with a repeated median (:mod:`strategies.ceas_scale`, breakdown point 1/2);
+``"median"`` takes κ̂ = median_k ||D̃_k - m||²_G / σ_k² (m the coordinate-wise median); ``"model"``
+uses the bound κ = η² K tr(G) / (2B) (:func:`model_kappa`; exact for plain SGD's shot noise with
+v = 1/2, broken by Adam's step normalisation).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import numpy as np
 
 from fedqnn.noise import Calibration, effective_shots, shrink_factor
 
-__all__ = ["node_variance_factor", "model_kappa", "median_kappa", "stamps_from_factors", "metric_matrix",
+__all__ = ["node_variance_factor", "model_kappa", "stamps_from_factors", "metric_matrix",
            "update_error_terms", "predicted_update_error", "fit_bias_ratio"]
 
 
@@ -127,51 +128,8 @@ def metric_matrix(fq: np.ndarray, quantum_slice: slice, dim: int) -> np.ndarray:
     return g
 
 
-def median_kappa(deltas: np.ndarray, factors: np.ndarray, metric: np.ndarray | None) -> float:
-    """κ̂ = median_k ||D_k - m||²_G / σ_k², m the coordinate-wise median of the D_k."""
-    center = np.median(deltas, axis=0)
-    diff = deltas - center
-    d2 = np.einsum("ij,jk,ik->i", diff, metric, diff) if metric is not None else (diff**2).sum(1)
-    ratios = d2 / np.asarray(factors)
-    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
-    if ratios.size == 0:
-        return 1.0
-    return float(np.median(ratios))
-
-
 def stamps_from_factors(factors: np.ndarray, kappa: float) -> np.ndarray:
     """φ_k = 4 / (σ_k² κ)."""
     return 4.0 / (np.asarray(factors, dtype=np.float64) * max(kappa, 1e-300))
 
 
-def fit_kappa_tau2(
-    deltas: np.ndarray, factors: np.ndarray, metric: np.ndarray | None
-) -> tuple[float, float]:
-    """Separate QPU noise from between-node spread: E||D_k - μ||²_G = κ σ_k² + τ².
-
-    Honest updates do not share one mean even under IID sampling (each node's data differ), and
-    under non-IID data even less: τ² is that between-node variance (a random-effects model, as in
-    DerSimonian & Laird 1986). κ and τ² are the slope and intercept of a Theil-Sen fit of
-    d_k² = ||D_k - m||²_G (m the coordinate-wise median) against σ_k² (robust to ~29% outliers),
-    clipped at 0. The weights that then minimise the aggregate's expected squared distance to
-    the mean of the honest nodes' expected updates are w_k ∝ 1 / (κ σ_k² + τ²): fidelity
-    weighting when QPU noise dominates (τ² → 0), the plain mean when node heterogeneity
-    dominates (κ σ² << τ²).
-    """
-    from scipy.stats import theilslopes
-
-    center = np.median(deltas, axis=0)
-    diff = deltas - center
-    d2 = np.einsum("ij,jk,ik->i", diff, metric, diff) if metric is not None else (diff**2).sum(1)
-    x = np.asarray(factors, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(d2)
-    x, d2 = x[ok], d2[ok]
-    if x.size < 3 or np.ptp(x) <= 0:
-        kappa = median_kappa(deltas, factors, metric)
-        return kappa, 0.0
-    slope, intercept, _, _ = theilslopes(d2, x)
-    kappa = max(float(slope), 0.0)
-    tau2 = max(float(intercept), 0.0)
-    if kappa <= 0.0:  # noise not resolvable from the spread: tiny κ, weights flatten
-        kappa = 1e-9 * max(float(np.median(d2 / x)), 1e-300)
-    return kappa, tau2

@@ -8,7 +8,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 
 from fedqnn.config import build_config
 from fedqnn.noise import Calibration
-from fedqnn.stamps import median_kappa, node_variance_factor, stamps_from_factors
+from fedqnn.stamps import node_variance_factor, stamps_from_factors
+from strategies.ceas_math import consensus_round
 
 
 def test_a_claim_can_only_lower_the_stamp():
@@ -21,15 +22,15 @@ def test_a_claim_can_only_lower_the_stamp():
     assert max(f_h, node_variance_factor(worse, cfg)) > f_h  # an honest admission lowers the stamp
 
 
-def test_median_kappa_is_robust_to_a_minority_of_huge_updates():
+def test_median_scale_is_robust_to_a_minority_of_huge_updates():
     rng = np.random.default_rng(0)
     factors = np.array([1.0, 2.0, 4.0, 1.0, 2.0, 4.0, 1.0, 2.0])
     x = rng.normal(size=(8, 50)) * np.sqrt(factors)[:, None] * 0.1
-    k = median_kappa(x, factors, None)
+    k = consensus_round(x, factors, factors, scale='median').kappa
     assert 0.2 < k < 1.0  # ~ d * 0.01 = 0.5
     x_bad = x.copy()
     x_bad[:3] *= 1000.0
-    assert median_kappa(x_bad, factors, None) < 10 * k
+    assert consensus_round(x_bad, factors, factors, scale='median').kappa < 10 * k
     s = stamps_from_factors(factors, k)
     assert np.allclose(s * factors * k, 4.0)
 
@@ -115,7 +116,7 @@ def test_stamp_inflation_buys_no_weight_and_outliers_are_rejected():
 
 
 def test_fit_separates_qpu_noise_from_between_node_spread():
-    from fedqnn.stamps import fit_kappa_tau2
+    from strategies.ceas_scale import fit_noise_scale
 
     rng = np.random.default_rng(7)
     d, n = 200, 30
@@ -124,10 +125,12 @@ def test_fit_separates_qpu_noise_from_between_node_spread():
     mu = rng.normal(size=d)
     x = mu + rng.normal(size=(n, d)) * np.sqrt(kappa_true * factors[:, None] / d) \
         + rng.normal(size=(n, d)) * np.sqrt(tau2_true / d)
-    kappa, tau2 = fit_kappa_tau2(x, factors, None)
-    assert kappa == pytest.approx(kappa_true, rel=0.35)
-    assert tau2 == pytest.approx(tau2_true, rel=0.35)
-    # pure heterogeneity, no noise signal: kappa ~ 0, the weights flatten to the plain mean
+    point = fit_noise_scale(x, factors, boot=0)
+    assert point.kappa == pytest.approx(kappa_true, rel=0.35)
+    assert point.tau2 == pytest.approx(tau2_true, rel=0.35)
+    bound = fit_noise_scale(x, factors)  # the default: kappa's lower confidence bound
+    assert 0 < bound.kappa <= point.kappa
+    # pure heterogeneity, no noise signal: kappa ~ 0, the weights flatten to the data shares
     x_h = mu + rng.normal(size=(n, d)) * np.sqrt(tau2_true / d)
-    k0, t0 = fit_kappa_tau2(x_h, factors, None)
-    assert k0 < 0.2 * tau2_true / factors.max() and t0 > 0.5 * tau2_true
+    fit = fit_noise_scale(x_h, factors)
+    assert fit.kappa < 0.2 * tau2_true / factors.max() and fit.tau2 > 0.5 * tau2_true
