@@ -94,9 +94,10 @@ def fit_noise_scale(y: np.ndarray, server_factors: np.ndarray, *, z: float = 2.0
     """kappa and tau2 from metric-transformed updates ``y`` (n, d) and the server's sigma_k^2.
 
     Repeated median of d_k^2 on sigma_k^2 (:func:`repeated_median_line`); kappa is then lowered to
-    its lower confidence bound kappa_hat - z SE, SE the standard deviation of the slope over
-    ``boot`` bootstrap resamples of the nodes (a fixed-seed generator, so the fit is a function
-    of its inputs), and tau2 = med_k (d_k^2 - kappa sigma_k^2). Where heterogeneity dwarfs the
+    its lower confidence bound kappa_hat - z SE, SE = 1.4826 MAD of the slope over ``boot``
+    bootstrap resamples of the nodes (robust: a resample that draws many Byzantine nodes gives a
+    wild slope, which a standard deviation would let collapse the bound; a fixed-seed generator,
+    so the fit is a function of its inputs), and tau2 = med_k (d_k^2 - kappa sigma_k^2). Where heterogeneity dwarfs the
     QPU noise the slope is not resolvable (its interval reaches 0) and the weights fall back to
     the data shares, the safe direction: an over-estimated kappa tilts weights away from FedAvg's
     target by the precision of nodes whose noise is in fact negligible. kappa <= 0 is set to 1e-9
@@ -120,6 +121,7 @@ def fit_noise_scale(y: np.ndarray, server_factors: np.ndarray, *, z: float = 2.0
             if bl is not None:
                 draws.append(bl[0])
         if len(draws) >= 2:
-            slope = slope - z * float(np.std(draws, ddof=1))
+            b = np.asarray(draws)
+            slope = slope - z * 1.4826 * float(np.median(np.abs(b - np.median(b))))
     kappa = slope if slope > 0 else 1e-9 * max(ratio, 1e-300)
     return ScaleFit(kappa, max(float(np.median(d2 - kappa * f)), 0.0), True)
