@@ -106,11 +106,20 @@ def run_simulation_from_config(
 
 
 def _backend_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "client_resources": {"num_cpus": cfg["num_cpus_per_client"], "num_gpus": 0.0},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "num_gpus": 0, "logging_level": logging.ERROR,
-                      "log_to_driver": False, "include_dashboard": False},
-    }
+    """Flower's backend config: one ClientApp actor per ``client_cpus`` CPUs; a private Ray runtime
+    on this machine's cores, or, with ``simulation.ray_address``, the running cluster there (Ray
+    then takes the CPUs from the cluster's nodes and refuses ``num_cpus`` and ``num_gpus``)."""
+    from fedqnn.sections.simulation import client_cpus
+
+    init: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+    address = cfg.get("simulation", {}).get("ray_address")
+    if address:
+        init["address"] = address
+    else:
+        init.update({"num_cpus": os.cpu_count() or 1, "num_gpus": 0})
+    cpus = client_cpus(cfg)
+    return {"client_resources": {"num_cpus": int(cpus) if cpus.is_integer() else cpus, "num_gpus": 0.0},
+            "init_args": init}
 
 
 def run_batch(
@@ -121,16 +130,17 @@ def run_batch(
     The runtime's start-up (10-25 s) is paid once instead of per run: one ServerApp whose main
     calls the round loop of each config in turn on the same grid. This works because fedqnn's
     clients take their whole config from each instruction (nothing is fixed at client start).
-    All configs must share ``clients`` and ``num_cpus_per_client`` (the runtime's shape).
+    All configs must share ``clients``, ``num_cpus_per_client`` and ``simulation.*`` (the runtime's shape).
     ``on_done(cfg, summary)`` is called after each run (e.g. to append a results row, so a killed
     batch resumes where it stopped). Returns the summaries; raises ``RuntimeError`` naming the
     run that failed.
     """
     if not cfgs:
         return []
-    shape = {(c["clients"], c["num_cpus_per_client"]) for c in cfgs}
+    shape = {(c["clients"], json.dumps(_backend_config(c), sort_keys=True)) for c in cfgs}
     if len(shape) != 1:
-        raise ValueError(f"run_batch: every config needs the same clients and num_cpus_per_client, got {sorted(shape)}")
+        raise ValueError("run_batch: every config needs the same clients, num_cpus_per_client and simulation.* "
+                         f"(one runtime), got {len(shape)} different shapes")
     _quiet_flower()
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
