@@ -12,6 +12,11 @@ for the same config and seed, each selected client trains as its ClientApp would
 model reloaded with the global weights, the node's QPU calibration (p, r, shots) set, the same
 RNG streams, half-shot twin trainings when ``ceas.half_shots``). The client's set-up (model
 construction, data partitioning) is done once beforehand, as a warm client process caches it.
+
+:class:`ClientSecondsProbe` measures the same inside a run, under the run's own load: a round
+plug-in that writes ``client_train_s``, the sum of the replies' ``train_seconds`` (each client's
+own timing of its training loop), into the round's row, so ``client_train_s / W`` is the floor
+of that very round (``fedqnn bench scale`` adds it to the runs it measures).
 """
 
 from __future__ import annotations
@@ -22,7 +27,29 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Floor", "measure_floor", "workers"]
+from fedqnn.plugins import RoundPlugin, RoundState
+
+__all__ = ["Floor", "measure_floor", "workers", "ClientSecondsProbe", "PROBE"]
+
+
+#: the probe as a ``plugins`` entry of a config
+PROBE = "fedqnn.bench.floor:ClientSecondsProbe"
+
+
+class ClientSecondsProbe(RoundPlugin):
+    """Adds ``client_train_s`` (sum of the round's replies' ``train_seconds``) to each row."""
+
+    name = "client_seconds"
+
+    def __init__(self, cfg: dict[str, Any] | None = None) -> None:
+        self._seconds = 0.0
+
+    def after_replies(self, state: RoundState) -> None:
+        self._seconds = sum(float(m.content["metrics"].get("train_seconds", 0.0))
+                            for m in state.replies if not m.has_error() and "metrics" in m.content)
+
+    def on_record(self, state: RoundState, row: dict[str, Any]) -> None:
+        row["client_train_s"] = round(self._seconds, 4)
 
 
 @dataclass

@@ -118,22 +118,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 PLAIN = {"strategy": "fedavg", "noise": "noiseless", "broker.policy": "off", "auth": "off", "attack": "none"}
 
 
-def _per_round(out: Path, wall_s: float, rounds: int) -> dict[str, float]:
-    """Whole wall time / rounds, the median ``wall_s`` row of rounds 2.. (round 1 if alone), and
-    the mean participants per round, from a run's ``metrics.jsonl``."""
+def _per_round(out: Path, wall_s: float, rounds: int, workers: int) -> dict[str, float]:
+    """From a run's ``metrics.jsonl``: whole wall time / rounds; over rounds 2.. (round 1 if alone)
+    the median ``wall_s`` row (steady) and the median in-run floor, ``client_train_s`` / workers
+    (:class:`~fedqnn.bench.floor.ClientSecondsProbe`); the mean participants per round."""
     from fedqnn.results import read_metrics
 
     rows = read_metrics(out)
-    later = [r["wall_s"] for r in rows[1:]] or [r["wall_s"] for r in rows]
-    return {"s_per_round": wall_s / rounds, "steady_s_per_round": statistics.median(later),
+    later = rows[1:] or rows
+    return {"s_per_round": wall_s / rounds, "steady_s_per_round": statistics.median(r["wall_s"] for r in later),
+            "inrun_floor_s_per_round": statistics.median(r.get("client_train_s", 0.0) / workers for r in later),
             "participants": statistics.fmean(r["num_participants"] for r in rows)}
+
+
+def _scaled(floor: Any, run: dict[str, float] | None) -> float | None:
+    if floor is None:
+        return None
+    n = run["participants"] if run is not None else floor.participants
+    return round(floor.client_s * n / floor.workers, 4)
 
 
 def scale_report(cfg: dict[str, Any], runs: dict[str, dict[str, float]], floors: dict[str, Any],
                  peak_bytes: int) -> dict[str, Any]:
     """The benchmark's JSON object. ``runs``/``floors`` are keyed ``ceas`` and ``plain`` (either
     may be missing): ``runs[k]`` from :func:`_per_round`, ``floors[k]`` a :class:`Floor`.
-    A ratio is a run's seconds per round over the floor of its own config (None without both)."""
+    A ratio is a run's seconds per round over the floor of its own config (None without both).
+    The floor is scaled to the clients the run instructed: mean client seconds x the run's mean
+    participants / workers (the broker's lookahead sends no instruction to a node it cannot serve,
+    so a CEAS round trains fewer clients than it selects)."""
 
     def get(d: dict[str, Any] | None, key: str) -> float | None:
         return None if d is None else round(float(d[key] if isinstance(d, dict) else getattr(d, key)), 4)
@@ -146,10 +158,12 @@ def scale_report(cfg: dict[str, Any], runs: dict[str, dict[str, float]], floors:
     rep: dict[str, Any] = {
         "clients": cfg["clients"], "rounds": cfg["rounds"],
         "ceas_s_per_round": get(ceas, "s_per_round"), "fedavg_s_per_round": get(plain, "s_per_round"),
-        "floor_s_per_round": get(fc, "s_per_round"), "peak_gib": round(peak_bytes / 2**30, 3),
+        "floor_s_per_round": _scaled(fc, ceas), "peak_gib": round(peak_bytes / 2**30, 3),
         "ceas_steady_s_per_round": get(ceas, "steady_s_per_round"),
         "fedavg_steady_s_per_round": get(plain, "steady_s_per_round"),
-        "floor_fedavg_s_per_round": get(fp, "s_per_round"),
+        "floor_fedavg_s_per_round": _scaled(fp, plain),
+        "ceas_inrun_floor_s_per_round": get(ceas, "inrun_floor_s_per_round"),
+        "fedavg_inrun_floor_s_per_round": get(plain, "inrun_floor_s_per_round"),
         "ceas_participants": get(ceas, "participants"), "fedavg_participants": get(plain, "participants"),
         "floor_workers": getattr(fc or fp, "workers", None), "floor_client_s": get(fc, "client_s"),
     }
@@ -157,6 +171,9 @@ def scale_report(cfg: dict[str, Any], runs: dict[str, dict[str, float]], floors:
     rep["ceas_steady_over_floor"] = ratio(rep["ceas_steady_s_per_round"], rep["floor_s_per_round"])
     rep["fedavg_over_floor"] = ratio(rep["fedavg_s_per_round"], rep["floor_fedavg_s_per_round"])
     rep["fedavg_steady_over_floor"] = ratio(rep["fedavg_steady_s_per_round"], rep["floor_fedavg_s_per_round"])
+    rep["ceas_steady_over_inrun_floor"] = ratio(rep["ceas_steady_s_per_round"], rep["ceas_inrun_floor_s_per_round"])
+    rep["fedavg_steady_over_inrun_floor"] = ratio(rep["fedavg_steady_s_per_round"],
+                                                  rep["fedavg_inrun_floor_s_per_round"])
     rep["ceas_over_fedavg"] = ratio(rep["ceas_s_per_round"], rep["fedavg_s_per_round"])
     return rep
 
@@ -170,11 +187,15 @@ def print_report(rep: dict[str, Any], c: dict[str, Any], total: float, out: Path
     print(f"\nscale: {rep['clients']} QPUs x {rep['rounds']} rounds, CEAS defaults (strategy {c['strategy']}, "
           f"noise {c['noise']}, broker {c['broker']['policy']}, auth {c['auth']}, attack {c['attack']} "
           f"{c['byzantine_fraction']:.0%}); floor over {rep['floor_workers']} workers")
-    print(f"  {'':14} {'s/round':>8} {'steady':>8} {'floor':>8} {'/floor':>7} {'steady/floor':>12} {'particip.':>9}")
+    print(f"  {'':14} {'s/round':>8} {'steady':>8} {'floor':>8} {'/floor':>7} {'steady/floor':>12} "
+          f"{'in-run floor':>12} {'steady/in-run':>13} {'particip.':>9}")
     for name, k, fk in (("CEAS defaults", "ceas", "floor"), ("plain FedAvg", "fedavg", "floor_fedavg")):
         print(f"  {name:14} {_fmt(rep[f'{k}_s_per_round'])} {_fmt(rep[f'{k}_steady_s_per_round'])} "
               f"{_fmt(rep[f'{fk}_s_per_round'])} {_fmt(rep[f'{k}_over_floor'], '7.2f')} "
-              f"{_fmt(rep[f'{k}_steady_over_floor'], '12.2f')} {_fmt(rep[f'{k}_participants'], '9.1f')}")
+              f"{_fmt(rep[f'{k}_steady_over_floor'], '12.2f')} {_fmt(rep[f'{k}_inrun_floor_s_per_round'], '12.3f')} "
+              f"{_fmt(rep[f'{k}_steady_over_inrun_floor'], '13.2f')} {_fmt(rep[f'{k}_participants'], '9.1f')}")
+    print("  (floor: the clients' training in this process after the runs; in-run floor: the clients' own "
+          "train_seconds in the run / workers, same load as the run)")
     if rep["ceas_over_fedavg"] is not None:
         print(f"  ratio CEAS / plain FedAvg = {rep['ceas_over_fedavg']:.2f}")
     print(f"  goals: CEAS <= 1.2 x floor, FedAvg <= 1.1 x floor; whole CEAS run < 600 s at 50 QPUs: "
@@ -202,22 +223,23 @@ def _simulation_keys(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fedqnn.bench.floor import measure_floor
+    from fedqnn.bench.floor import PROBE, measure_floor, workers
     from fedqnn.simulation import run_batch
 
     out = Path(args.out or tempfile.mkdtemp(prefix="fedqnn-scale-"))
     overrides = dict(parse_set(args.set))
     base = {"clients": args.clients, "rounds": args.rounds, "seed": args.seed, "progress": not args.json}
-    cfgs = {"ceas": build_config(base, overrides, {"out": str(out / "ceas")})}
+    probe = {"plugins": [*overrides.get("plugins", []), PROBE]}
+    cfgs = {"ceas": build_config(base, overrides, probe, {"out": str(out / "ceas")})}
     if args.baseline:
-        cfgs["plain"] = build_config(base, overrides, PLAIN, {"out": str(out / "plain")})
+        cfgs["plain"] = build_config(base, overrides, PLAIN, probe, {"out": str(out / "plain")})
     walls: dict[str, float] = {}
     t0 = time.perf_counter()
     sink = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with sink, MemorySampler() as mem:
         run_batch([_warmup(cfgs["ceas"], out)] + list(cfgs.values()),
                   lambda cfg, s: walls.__setitem__(Path(cfg["out"]).name, s["process_wall_s"]))
-    runs = {k: _per_round(Path(c["out"]), walls[k], c["rounds"]) for k, c in cfgs.items()}
+    runs = {k: _per_round(Path(c["out"]), walls[k], c["rounds"], workers(c)) for k, c in cfgs.items()}
     floors = {k: measure_floor(c, args.floor_rounds) for k, c in cfgs.items()} if args.floor_rounds > 0 else {}
     rep = scale_report(cfgs["ceas"], runs, floors, mem.peak)
     rep["warmup_s"] = walls.get("warmup")
