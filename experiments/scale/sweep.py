@@ -7,9 +7,9 @@ For each size N, one ``fedqnn bench scale --clients N --json`` (the CEAS default
 ``--baseline`` also plain FedAvg) in a process of its own: rounds ``--rounds`` (``--big-rounds``
 from 300 QPUs up: a 1000-QPU round takes minutes on 2 cores), the floor over one round of local
 training. The figure plots, log-log against N, the steady seconds per round (median ``wall_s``
-of rounds 2..), the floor measured in the same run (the clients' own ``train_seconds`` / workers)
-and the floor measured alone after the run, with a slope-1 guide (linear cost) through the
-smallest floor. Writes ``experiments/scale/results/runs.jsonl`` (one JSON object a size; sizes
+of rounds 2..), the floor measured in the same run (the clients' own ``train_seconds`` / workers;
+dashed, the run's colour) and the CEAS floor measured alone after the runs, with a slope-1 guide
+(linear cost) through the smallest in-run floor. Writes ``experiments/scale/results/runs.jsonl`` (one JSON object a size; sizes
 already there are skipped on a rerun) and ``docs/figures/scale_floor.png``.
 """
 
@@ -57,8 +57,9 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     series = [("ceas_steady_s_per_round", "CEAS defaults (steady round)", "o-", "C0"),
               ("fedavg_steady_s_per_round", "plain FedAvg (steady round)", "s-", "C2"),
-              ("ceas_inrun_floor_s_per_round", "floor, in the CEAS run", "v--", "C1"),
-              ("floor_s_per_round", "floor, measured alone", "^:", "C3")]
+              ("ceas_inrun_floor_s_per_round", "floor, in the CEAS run", "v--", "C0"),
+              ("fedavg_inrun_floor_s_per_round", "floor, in the FedAvg run", "v--", "C2"),
+              ("floor_s_per_round", "CEAS floor, measured alone", "^:", "C3")]
     for key, label, style, color in series:
         pts = [(x, r[key]) for x, r in zip(n, rows) if r.get(key)]
         if pts:
