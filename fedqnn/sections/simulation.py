@@ -31,6 +31,10 @@ FIELDS: dict[str, Field] = {
     "simulation.client_cpus": field(
         0.0, float, "CPUs each ClientApp actor reserves (fractions allowed, e.g. 0.5 runs two actors per "
         "core); 0 = num_cpus_per_client", low=0.0, omit_empty=True),
+    "simulation.fast_polling": field(
+        False, bool, "Flower 1.42's engine hands out messages with one scan of its message store per 0.1 s "
+        "sweep instead of one scan per node (nodes x messages: quadratic in the federation); the same "
+        "messages, outputs unchanged (fedqnn.simulation.linear_message_polling)", omit_empty=True),
 }
 
 
