@@ -31,6 +31,7 @@ from fedqnn.sections import faults as _faults
 from fedqnn.sections import model as _model
 from fedqnn.sections import qpu as _qpu
 from fedqnn.sections import run as _run
+from fedqnn.sections import simulation as _simulation
 from fedqnn.sections import tracking as _tracking
 from fedqnn.sections import train as _train
 from fedqnn.security import config as _security
@@ -76,6 +77,7 @@ SECTIONS: tuple[Section, ...] = (
     _partitions.SECTION,  # partition.* (issue 9, docs/partitions.md)
     _data.SECTION,  # data.*
     _tracking.SECTION,  # tracking (experiment trackers, docs/workflow.md)
+    _simulation.SECTION,  # simulation.* (where the Simulation Engine runs; absent unless given)
 )
 
 FIELDS: dict[str, Field] = {k: f for s in SECTIONS for k, f in s.fields.items()}

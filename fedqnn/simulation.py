@@ -12,7 +12,7 @@ from typing import Any
 
 from fedqnn.config import build_config
 
-__all__ = ["run_simulation_from_config", "resume_simulation", "run_batch"]
+__all__ = ["run_simulation_from_config", "resume_simulation", "run_batch", "linear_message_polling"]
 
 
 _BANNER = "The `run_simulation` function is deprecated"
@@ -41,6 +41,58 @@ def _quiet_flower() -> None:
     logger.setLevel(logging.WARNING)
     if not any(isinstance(f, _WithoutRunSimulationBanner) for f in logger.filters):
         logger.addFilter(_WithoutRunSimulationBanner())
+
+
+def _one_scan_per_sweep(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
+    """Flower 1.42's ``vce_api.add_messages_to_queue`` with one scan of the stored messages per
+    sweep instead of one per node.
+
+    The original asks ``state.get_message_ins(node_id, limit=1)`` for every node every 0.1 s; on
+    the in-memory state each call scans (and re-validates) every stored message, so a sweep costs
+    nodes x messages in flight (1000 x ~800 at 1000 QPUs). Here one sweep validates the stored
+    messages once (the same ``_check_stored_messages``, which drops expired or invalid ones), then
+    takes, for each node in the mapping's order, its first undelivered message in store order and
+    marks it delivered: the messages each sweep hands out are the original's.
+    """
+    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+    from flwr.supercore.date import now
+
+    if not isinstance(state, InMemoryLinkState):
+        return _FLOWER_POLLING[0](state, queue, nodes_mapping, f_stop)
+    while not f_stop.is_set():
+        with state.lock:
+            state._check_stored_messages(set(state.message_ins_store))
+            first: dict[int, Any] = {}
+            for msg in state.message_ins_store.values():
+                node = msg.metadata.dst_node_id
+                if msg.metadata.delivered_at == "" and node in nodes_mapping and node not in first:
+                    first[node] = msg
+            picked = [first[n] for n in nodes_mapping if n in first]
+            delivered_at = now().isoformat()
+            for msg in picked:
+                msg.metadata.delivered_at = delivered_at
+        for msg in picked:
+            queue.put(msg)
+        f_stop.wait(0.1)
+    return None
+
+
+_FLOWER_POLLING: list[Any] = []
+
+
+def linear_message_polling(on: bool = True) -> bool:
+    """Install (``on``) or remove :func:`_one_scan_per_sweep` in Flower's Simulation Engine; returns
+    whether it is installed. Only for the Flower version it was written against (1.42): on any
+    other the engine is left as it is."""
+    import flwr
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    if not _FLOWER_POLLING:
+        _FLOWER_POLLING.append(vce_api.add_messages_to_queue)
+    if not flwr.__version__.startswith("1.42."):
+        return False
+    vce_api.add_messages_to_queue = _one_scan_per_sweep if on else _FLOWER_POLLING[0]  # type: ignore[assignment]
+    return on
 
 
 def _starting(clients: int, runs: int = 1) -> None:
@@ -89,6 +141,7 @@ def run_simulation_from_config(
     if summary_path.exists():
         summary_path.unlink()
     backend_config = _backend_config(cfg)
+    linear_message_polling(bool(cfg.get("simulation", {}).get("fast_polling")))
     start = time.perf_counter()
     if cfg["progress"]:
         _starting(cfg["clients"])
@@ -106,11 +159,20 @@ def run_simulation_from_config(
 
 
 def _backend_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "client_resources": {"num_cpus": cfg["num_cpus_per_client"], "num_gpus": 0.0},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "num_gpus": 0, "logging_level": logging.ERROR,
-                      "log_to_driver": False, "include_dashboard": False},
-    }
+    """Flower's backend config: one ClientApp actor per ``client_cpus`` CPUs; a private Ray runtime
+    on this machine's cores, or, with ``simulation.ray_address``, the running cluster there (Ray
+    then takes the CPUs from the cluster's nodes and refuses ``num_cpus`` and ``num_gpus``)."""
+    from fedqnn.sections.simulation import client_cpus
+
+    init: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+    address = cfg.get("simulation", {}).get("ray_address")
+    if address:
+        init["address"] = address
+    else:
+        init.update({"num_cpus": os.cpu_count() or 1, "num_gpus": 0})
+    cpus = client_cpus(cfg)
+    return {"client_resources": {"num_cpus": int(cpus) if cpus.is_integer() else cpus, "num_gpus": 0.0},
+            "init_args": init}
 
 
 def run_batch(
@@ -121,16 +183,17 @@ def run_batch(
     The runtime's start-up (10-25 s) is paid once instead of per run: one ServerApp whose main
     calls the round loop of each config in turn on the same grid. This works because fedqnn's
     clients take their whole config from each instruction (nothing is fixed at client start).
-    All configs must share ``clients`` and ``num_cpus_per_client`` (the runtime's shape).
+    All configs must share ``clients``, ``num_cpus_per_client`` and ``simulation.*`` (the runtime's shape).
     ``on_done(cfg, summary)`` is called after each run (e.g. to append a results row, so a killed
     batch resumes where it stopped). Returns the summaries; raises ``RuntimeError`` naming the
     run that failed.
     """
     if not cfgs:
         return []
-    shape = {(c["clients"], c["num_cpus_per_client"]) for c in cfgs}
+    shape = {(c["clients"], json.dumps(_backend_config(c), sort_keys=True)) for c in cfgs}
     if len(shape) != 1:
-        raise ValueError(f"run_batch: every config needs the same clients and num_cpus_per_client, got {sorted(shape)}")
+        raise ValueError("run_batch: every config needs the same clients, num_cpus_per_client and simulation.* "
+                         f"(one runtime), got {len(shape)} different shapes")
     _quiet_flower()
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
@@ -162,6 +225,7 @@ def run_batch(
                 return
 
     first = cfgs[0]
+    linear_message_polling(bool(first.get("simulation", {}).get("fast_polling")))
     _starting(first["clients"], len(cfgs))
     run_simulation(server_app=server, client_app=client_app, num_supernodes=first["clients"],
                    backend_config=_backend_config(first))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "ceas": ("fedqnn.bench.ceas", "stamp cost and noisy-simulation cost ratios"),
     "robust": ("fedqnn.bench.robust", "robust aggregation vs. ByzFL's rules under ByzFL's attacks"),
     "broker": ("fedqnn.bench.broker", "entanglement-broker decision time for 50/200/1000 nodes"),
-    "scale": ("fedqnn.bench.scale", "50 QPUs x 30 rounds with the CEAS defaults: wall time and peak memory"),
+    "scale": ("fedqnn.bench.scale", "50 QPUs x 30 rounds with the CEAS defaults and plain FedAvg against the local-training floor; peak memory"),
     "schedule": ("fedqnn.bench.schedule", "scheduler vs. exact solvers on OR-Library GAP and harder instances"),
 }
 
