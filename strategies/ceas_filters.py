@@ -198,6 +198,10 @@ class StampConsistencyFilter:
       iterate (re-centre, re-test every node, so a wrongly rejected node can come back) until the
       kept set is stable.
 
+    ``floor_ratio`` scales v_k in the floor tests (near, pair): the scale fit's point estimate over
+    the lower bound the weights use (:class:`strategies.ceas_scale.ScaleFit`), so the weights lean
+    to FedAvg's shares when kappa is uncertain while the floor tests keep the floor's level.
+
     ``null="median"`` is the rule before issue 16, kept as the negative control of the tests: near
     and pair ratios against the whole spread and normalised by their median both ways, so data
     heterogeneity shared by a cluster of honest nodes reads as collusion.
@@ -219,6 +223,7 @@ class StampConsistencyFilter:
     pairwise: bool = True
     directional: bool = True
     null: str = "floor"
+    floor_ratio: float = 1.0
     max_iter: int = 10
     start: str = "auto"
     max_rescale: float = 1.5
@@ -262,10 +267,13 @@ class StampConsistencyFilter:
         lo, hi = self.bounds(x.shape[1], self.z, deff)
         lo_pair, _ = self.bounds(x.shape[1], self.z_pair, deff)
         s0 = math.sqrt(2.0 / deff + float(self.stamp_log_sd) ** 2)
+        if not (math.isfinite(self.floor_ratio) and self.floor_ratio > 0):
+            raise PreconditionError(f"floor_ratio must be finite and > 0; got {self.floor_ratio}")
         prior = None if sizes is None else np.asarray(sizes, dtype=np.float64)
         if prior is not None and (prior.shape != (x.shape[0],) or not np.all(np.isfinite(prior)) or np.any(prior < 0)):
             raise PreconditionError("sizes must be one finite data size >= 0 per update")
-        return _Round(y, phi, v, float(self.tau2), prior, pair_log_ratios(y, v), leave_one_out_medians(y), deff,
+        return _Round(y, phi, v, float(self.tau2), prior, pair_log_ratios(y, v * self.floor_ratio),
+                      leave_one_out_medians(y), deff,
                       lo, hi, lo_pair, s0, float(scale))
 
     def _starts(self, phi: np.ndarray) -> list[np.ndarray]:
@@ -297,7 +305,8 @@ class StampConsistencyFilter:
             else:
                 floor, het = start_var - rd.tau2, np.full(n, rd.tau2)
             lr_far = np.log(np.maximum(d2 / (floor + het), _TINY))
-            reject = self._distance_rejections(rd, np.log(np.maximum(d2 / floor, _TINY)), lr_far, kept)
+            lr_near = np.log(np.maximum(d2 / (floor * self.floor_ratio), _TINY))
+            reject = self._distance_rejections(rd, lr_near, lr_far, kept)
             self._pair_rejections(rd, reject)
             if w.any() and self.directional:
                 self._direction_rejections(rd, w, reject)

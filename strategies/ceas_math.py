@@ -203,9 +203,11 @@ def consensus_round(
     if fac.shape != (xs.shape[0],) or not np.all(np.isfinite(fac)) or np.any(fac <= 0):
         raise PreconditionError("factors must be one finite sigma^2 > 0 per update")
     y = metric_transform(xs, metric)
+    floor_ratio = 1.0
     if scale == "fit":
         fit = fit_noise_scale(y, server_factors)
         kappa, tau2 = fit.kappa, fit.tau2
+        floor_ratio = fit.kappa_point / fit.kappa
     elif scale == "median":
         d2 = np.einsum("ij,ij->i", y - np.median(y, axis=0), y - np.median(y, axis=0)) / np.asarray(server_factors)
         d2 = d2[np.isfinite(d2) & (d2 > 0)]
@@ -215,7 +217,10 @@ def consensus_round(
     else:
         raise PreconditionError(f"scale must be 'fit', 'median' or a positive number; got {scale!r}")
     stamps = STAMP_SCALE / (fac * max(kappa, 1e-300))
+    params = dict(outlier_params or {})
+    if outlier == "stamp":
+        params.setdefault("floor_ratio", floor_ratio)
     res = robust_fidelity_aggregate(
-        xs, stamps, outlier=outlier, outlier_params=outlier_params, premix=premix, f=f, cap_multiple=cap_multiple,
+        xs, stamps, outlier=outlier, outlier_params=params, premix=premix, f=f, cap_multiple=cap_multiple,
         metric=metric if outlier != "none" else None, tau2=tau2, sizes=sizes)
     return ConsensusRound(res, kappa, tau2, stamps)

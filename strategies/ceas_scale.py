@@ -40,13 +40,16 @@ __all__ = ["ScaleFit", "repeated_median_line", "fit_noise_scale", "squared_dista
 
 
 class ScaleFit(tuple):
-    """(kappa, tau2, identifiable): the fitted noise scale, between-node variance and whether the
-    sigma_k^2 varied enough to separate them."""
+    """(kappa, tau2, identifiable, kappa_point): the fitted noise scale (its lower confidence
+    bound, for the weights), the between-node variance, whether the sigma_k^2 varied enough to
+    separate them, and the point estimate (for the noise-floor tests, which need the floor's
+    level, not a bound below it)."""
 
     __slots__ = ()
 
-    def __new__(cls, kappa: float, tau2: float, identifiable: bool) -> ScaleFit:
-        return super().__new__(cls, (float(kappa), float(tau2), bool(identifiable)))
+    def __new__(cls, kappa: float, tau2: float, identifiable: bool, kappa_point: float | None = None) -> ScaleFit:
+        point = float(kappa if kappa_point is None else kappa_point)
+        return super().__new__(cls, (float(kappa), float(tau2), bool(identifiable), point))
 
     @property
     def kappa(self) -> float:
@@ -59,6 +62,10 @@ class ScaleFit(tuple):
     @property
     def identifiable(self) -> bool:
         return self[2]
+
+    @property
+    def kappa_point(self) -> float:
+        return self[3]
 
 
 def repeated_median_line(x: np.ndarray, y: np.ndarray, rel_tie: float = 1e-9) -> tuple[float, float] | None:
@@ -111,7 +118,7 @@ def fit_noise_scale(y: np.ndarray, server_factors: np.ndarray, *, z: float = 2.0
     line = repeated_median_line(f, d2) if y.shape[0] >= 3 else None
     if line is None:
         return ScaleFit(max(ratio, 1e-300), 0.0, False)
-    slope = line[0]
+    slope = point = line[0]
     if boot > 1 and z > 0:
         gen = np.random.default_rng(0)
         draws = []
@@ -124,4 +131,5 @@ def fit_noise_scale(y: np.ndarray, server_factors: np.ndarray, *, z: float = 2.0
             b = np.asarray(draws)
             slope = slope - z * 1.4826 * float(np.median(np.abs(b - np.median(b))))
     kappa = slope if slope > 0 else 1e-9 * max(ratio, 1e-300)
-    return ScaleFit(kappa, max(float(np.median(d2 - kappa * f)), 0.0), True)
+    floor = 1e-9 * max(ratio, 1e-300)
+    return ScaleFit(kappa, max(float(np.median(d2 - kappa * f)), 0.0), True, max(point, kappa, floor))
