@@ -12,9 +12,11 @@ consensus; ``direction="random"``: a fixed seeded direction, orthogonal to m).
   x_b = m + r_b,perp + a u with a^2 = margin hi E - ||r_b,perp||^2 (just inside ``far``); with
   ``evade_direction`` the bias is also kept below the directional test, a <= margin z_dir sqrt(E/d).
 * ``fit-capture``: claims to be ``factor`` times noisier than it is (its reported shots divided by
-  ``factor``: always a physical claim) and sits at the distance that claim predicts, sqrt(factor) x
-  its own, along u: a fit on claimed variances reads a steeper kappa (before issue 16 every honest
-  node then looked ``near``); its own weight falls by the factor.
+  ``factor``: always a physical claim) and sits ``stretch`` times farther (in squared distance)
+  than that claim predicts, sqrt(stretch factor) x its own distance, along u: where honest noise
+  factors tie (identical devices) only the attackers' claimed abscissae differ, so a fit on
+  claimed variances takes its slope from them and reads kappa ~ stretch times too large (before
+  issue 16 every honest node then looked ``near``); its own weight falls by the factor.
 * ``optimising`` (the min-max idea aimed at our rule, Shejwalkar & Houmansadr 2021): simulates the
   server's consensus round (:func:`strategies.ceas_math.consensus_round`, equal server records,
   the default filter) on the honest updates plus f colluders x_j = m + r_j,perp + gamma u (r_j
@@ -84,17 +86,17 @@ def fit_capture_claim(calibration: dict[str, Any], factor: float = 20.0) -> dict
 
 
 def fit_capture(own: np.ndarray, honest: np.ndarray | None, rng: np.random.Generator | None = None,
-                *, n: int | None = None, f: int = 1, factor: float = 20.0,
+                *, n: int | None = None, f: int = 1, factor: float = 20.0, stretch: float = 4.0,
                 direction: str = "consensus") -> np.ndarray:
     """Fit-capture attack: a claimed ``factor`` x noisier calibration and the distance it predicts
     (module doc); pair it with :func:`fit_capture_claim`."""
     from clients.attacks.zoo import AttackError
 
-    if not factor >= 1.0:
-        raise AttackError(f"fit-capture: factor must be >= 1; got {factor}")
+    if not (factor >= 1.0 and stretch >= 1.0):
+        raise AttackError(f"fit-capture: factor and stretch must be >= 1; got {factor}, {stretch}")
     v, h, m, u, r_perp = _setup(own, honest, "fit-capture", direction)
     own_d2 = float(np.sum((v - m) ** 2))
-    a = math.sqrt(max(factor * own_d2 - float(r_perp @ r_perp), 0.0))
+    a = math.sqrt(max(stretch * factor * own_d2 - float(r_perp @ r_perp), 0.0))
     return m + r_perp + a * u
 
 
