@@ -198,9 +198,12 @@ class StampConsistencyFilter:
       iterate (re-centre, re-test every node, so a wrongly rejected node can come back) until the
       kept set is stable.
 
-    ``floor_ratio`` scales v_k in the floor tests (near, pair): the scale fit's point estimate over
-    the lower bound the weights use (:class:`strategies.ceas_scale.ScaleFit`), so the weights lean
-    to FedAvg's shares when kappa is uncertain while the floor tests keep the floor's level.
+    ``floor_ratio`` scales v_k in the near test: the scale fit's point estimate over the lower
+    bound the weights and the pair test use (:class:`strategies.ceas_scale.ScaleFit`), so the
+    weights lean to FedAvg's shares when kappa is uncertain while ``near`` keeps the floor's level
+    (ALIE); ``pair`` keeps the lower bound, because honest nodes holding the same labels (Dirichlet
+    alpha = 0.1) differ by little more than their QPU noise, and colluders sending one vector sit
+    at distance 0, below any positive floor.
 
     ``null="median"`` is the rule before issue 16, kept as the negative control of the tests: near
     and pair ratios against the whole spread and normalised by their median both ways, so data
@@ -272,8 +275,7 @@ class StampConsistencyFilter:
         prior = None if sizes is None else np.asarray(sizes, dtype=np.float64)
         if prior is not None and (prior.shape != (x.shape[0],) or not np.all(np.isfinite(prior)) or np.any(prior < 0)):
             raise PreconditionError("sizes must be one finite data size >= 0 per update")
-        return _Round(y, phi, v, float(self.tau2), prior, pair_log_ratios(y, v * self.floor_ratio),
-                      leave_one_out_medians(y), deff,
+        return _Round(y, phi, v, float(self.tau2), prior, pair_log_ratios(y, v), leave_one_out_medians(y), deff,
                       lo, hi, lo_pair, s0, float(scale))
 
     def _starts(self, phi: np.ndarray) -> list[np.ndarray]:
