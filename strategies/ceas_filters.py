@@ -355,11 +355,15 @@ class StampConsistencyFilter:
         return reject
 
     def _pair_rejections(self, rd: _Round, reject: dict[int, str]) -> None:
-        """Add ``pair`` to both nodes of each pair closer than the noise floor allows (in place)."""
+        """Add ``pair`` to both nodes of each pair closer than the noise floor allows (in place).
+
+        Against the floor every node is a partner, the already rejected included: a copy of a
+        node that another test caught is itself a copy (two ALIE nodes sending one vector, one of
+        them ``far``)."""
         n = rd.phi.shape[0]
         if not self.pairwise or n < 3:
             return
-        cand = np.array([i for i in range(n) if i not in reject])
+        cand = np.array([i for i in range(n) if self.null == "floor" or i not in reject])
         if cand.size < 3:
             return
         sub = rd.log_pair[np.ix_(cand, cand)]
