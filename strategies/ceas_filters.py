@@ -355,26 +355,32 @@ class StampConsistencyFilter:
         return reject
 
     def _pair_rejections(self, rd: _Round, reject: dict[int, str]) -> None:
-        """Add ``pair`` to both nodes of each pair closer than the noise floor allows (in place).
-
-        Against the floor every node is a partner, the already rejected included: a copy of a
-        node that another test caught is itself a copy (two ALIE nodes sending one vector, one of
-        them ``far``)."""
+        """Add ``pair`` to both nodes of each pair closer than the noise floor allows (in place),
+        among the nodes not yet rejected; and (floor null) ``copy`` to a node whose update equals
+        an already rejected one's to 1e-6 of the floor (two ALIE nodes sending one vector, one of
+        them ``far``). Only copies: the pair null assumes both updates carry independent honest
+        noise, so a rejected attacker placed at the centre must not make an honest precise node
+        near it look too close."""
         n = rd.phi.shape[0]
         if not self.pairwise or n < 3:
             return
-        cand = np.array([i for i in range(n) if self.null == "floor" or i not in reject])
-        if cand.size < 3:
-            return
-        sub = rd.log_pair[np.ix_(cand, cand)]
-        iu = np.triu_indices(cand.size, 1)
-        pm = float(np.median(sub[iu])) if self.normalise else 0.0
-        if self.null == "floor":
-            pm = float(np.clip(pm, -math.log(self.max_rescale), 0.0))
-        close = (sub - pm < math.log(rd.lo_pair)) & ~np.eye(cand.size, dtype=bool)
-        for a, b in zip(*np.nonzero(np.triu(close, 1))):
-            for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
-                reject.setdefault(int(i), f"pair: too close to node index {int(j)} for independent noise")
+        done = sorted(reject)
+        cand = np.array([i for i in range(n) if i not in reject])
+        if cand.size >= 3:
+            sub = rd.log_pair[np.ix_(cand, cand)]
+            iu = np.triu_indices(cand.size, 1)
+            pm = float(np.median(sub[iu])) if self.normalise else 0.0
+            if self.null == "floor":
+                pm = float(np.clip(pm, -math.log(self.max_rescale), 0.0))
+            close = (sub - pm < math.log(rd.lo_pair)) & ~np.eye(cand.size, dtype=bool)
+            for a, b in zip(*np.nonzero(np.triu(close, 1))):
+                for i, j in ((cand[a], cand[b]), (cand[b], cand[a])):
+                    reject.setdefault(int(i), f"pair: too close to node index {int(j)} for independent noise")
+        if self.null == "floor" and done:
+            for i in cand:
+                j = next((j for j in done if rd.log_pair[i, j] < math.log(1e-6)), None)
+                if j is not None:
+                    reject.setdefault(int(i), f"pair: a copy of rejected node index {int(j)}")
 
     def _direction_rejections(self, rd: _Round, w: np.ndarray, reject: dict[int, str]) -> None:
         """Add ``direction`` where a leave-one-out component's robust z exceeds z_dir (in place)."""
