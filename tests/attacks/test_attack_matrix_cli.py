@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 
 BASE = """
 [matrix]
-strategies = ["fedavg", "median", "krum"]
-attacks = ["sign-flip", "ipm"]
+strategies = ["median", "krum"]
+attacks = ["ipm"]
 fractions = [0.2]
 seeds = [4]
 clients = 4
@@ -46,7 +46,7 @@ def test_matrix_runs_on_one_runtime_marks_na_resumes_and_repeats(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("on one simulation runtime") == 1
     rows = _rows(out / "results.csv")
-    assert len(rows) == 6
+    assert len(rows) == 2
     krum = [r for r in rows if r["strategy"] == "krum"]
     assert krum and all(r["final_metric"] == "n/a" for r in krum)  # 4 < 2f + 3 with f = 1
     ran = [r for r in rows if r["strategy"] != "krum"]
@@ -55,7 +55,7 @@ def test_matrix_runs_on_one_runtime_marks_na_resumes_and_repeats(tmp_path):
     # rerun: every cell is done, nothing runs again
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "on one simulation runtime" not in again.stdout
-    assert len(_rows(out / "results.csv")) == 6
+    assert len(_rows(out / "results.csv")) == 2
     # a cell run inside the batch equals the same config run on its own runtime
     cell = out / "cells" / "median__aware__ipm__0.2__4"
     cfg = json.loads((cell / "summary.json").read_text())["config"]
