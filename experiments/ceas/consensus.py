@@ -34,6 +34,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedqnn.config import build_config, parse_set
+from fedqnn.inprocess import NodeGrid, set_task_identity
 from fedqnn.noise import calibration_for
 from fedqnn.stats import t_interval
 from fedqnn.tasks import get_task
@@ -41,29 +42,12 @@ from fedqnn.training import train_local
 from strategies.registry import build_strategy
 
 
-class _Grid:
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
-
-    def get_node_ids(self) -> list[int]:
-        return list(self.ids)
-
-
-def _task_identity() -> None:
-    try:
-        from flwr.supercore.task_identity import TaskIdentity
-
-        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    except ImportError:  # pragma: no cover
-        pass
-
-
 def _flat(sd: dict[str, torch.Tensor]) -> np.ndarray:
     return torch.cat([v.flatten().to(torch.float64) for v in sd.values()]).numpy()
 
 
 def run_one(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    _task_identity()
+    set_task_identity()
     torch.set_num_threads(1)
     task = get_task(cfg["task"])
     n = cfg["clients"]
@@ -79,7 +63,7 @@ def run_one(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     for rnd in range(1, cfg["rounds"] + 1):
         base = {k: v.clone() for k, v in model.state_dict().items()}
         arrays = ArrayRecord(base)
-        msgs = list(strategy.configure_train(rnd, arrays, ConfigRecord({}), _Grid([1000 + i for i in range(n)])))
+        msgs = list(strategy.configure_train(rnd, arrays, ConfigRecord({}), NodeGrid([1000 + i for i in range(n)])))
         theta = _flat(base)
         replies, noiseless, sizes = [], [], []
         for i in range(n):

@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict  # noqa: E402
 
 from fedqnn.config import build_config, parse_set  # noqa: E402
+from fedqnn.inprocess import NodeGrid, set_task_identity  # noqa: E402
 from fedqnn.noise import calibration_for  # noqa: E402
 from fedqnn.param_vectors import flatten_state, unflatten_state  # noqa: E402
 from fedqnn.stats import t_interval  # noqa: E402
@@ -49,23 +50,6 @@ from fedqnn.tasks import get_task  # noqa: E402
 from fedqnn.training import train_local  # noqa: E402
 
 REPORT_SEEDS = tuple(range(11, 21))
-
-
-class _Grid:
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
-
-    def get_node_ids(self) -> list[int]:
-        return list(self.ids)
-
-
-def _task_identity() -> None:
-    try:
-        from flwr.supercore.task_identity import TaskIdentity
-
-        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _cfg(seed: int, attack: str, clients: int, rounds: int, metric: str, over: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +99,7 @@ def run_seed(seed: int, attack: str, clients: int, rounds: int, metrics: list[st
     from clients.byzantine import Adversary, byzantine_nodes
     from strategies.ceas import CEAS
 
-    _task_identity()
+    set_task_identity()
     torch.set_num_threads(1)
     cfgs = {m: _cfg(seed, attack, clients, rounds, m, over) for m in metrics}
     cfg = cfgs[metrics[0]]
@@ -132,7 +116,7 @@ def run_seed(seed: int, attack: str, clients: int, rounds: int, metrics: list[st
     model = task.build_model(cfg)
     probe = copy.deepcopy(model)
     errors: dict[str, list[float]] = {m: [] for m in [*metrics, "plain mean", "signal"]}
-    grid = _Grid([1000 + i for i in range(clients)])
+    grid = NodeGrid([1000 + i for i in range(clients)])
     for rnd in range(1, rounds + 1):
         base = {k: v.clone() for k, v in model.state_dict().items()}
         keys, theta = list(base), flatten_state(base, list(base))

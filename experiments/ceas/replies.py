@@ -50,6 +50,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedqnn.config import build_config, parse_set
+from fedqnn.inprocess import NodeGrid, set_task_identity
 from fedqnn.noise import calibration_for
 from fedqnn.param_vectors import flatten_state, unflatten_state
 from fedqnn.tasks import get_task
@@ -64,23 +65,9 @@ RULES = {
 }
 
 
-class _Grid:
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
-
-    def get_node_ids(self) -> list[int]:
-        return list(self.ids)
-
-
-def _task_identity() -> None:
-    from flwr.supercore.task_identity import TaskIdentity
-
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-
-
 def capture(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Per round: CEAS's recorded consensus_round inputs and the noiseless reference update."""
-    _task_identity()
+    set_task_identity()
     torch.set_num_threads(1)
     task = get_task(cfg["task"])
     n = cfg["clients"]
@@ -95,7 +82,7 @@ def capture(cfg: dict[str, Any]) -> list[dict[str, Any]]:
         base = {k: v.clone() for k, v in model.state_dict().items()}
         keys = list(base)
         theta = flatten_state(base, keys)
-        msgs = list(strategy.configure_train(rnd, ArrayRecord(base), ConfigRecord({}), _Grid([1000 + i for i in range(n)])))
+        msgs = list(strategy.configure_train(rnd, ArrayRecord(base), ConfigRecord({}), NodeGrid([1000 + i for i in range(n)])))
         replies, clean = [], []
         for i in range(n):
             local = copy.deepcopy(model)
