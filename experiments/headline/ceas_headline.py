@@ -9,13 +9,15 @@ entanglement-oblivious baselines under coordinated Byzantine attacks on a 50-nod
 baselines are defined by ``broker.policy`` with everything else fixed (strategy ``ceas``, the
 same noise, the same broker physics, signed updates, the same Byzantine nodes and attack):
 
-* ``aware``      CEAS: decoherence-aware entanglement scheduling;
+* ``lookahead``  CEAS's default (``broker.policy``'s default): decoherence-aware scheduling with a
+  rollout lookahead (docs/broker.md); ``aware`` is its one-round base-stock predecessor;
 * ``oblivious``  the same scheduler ignoring decay (entanglement-oblivious baseline);
 * ``random``     participants drawn uniformly among *all* nodes, link state ignored.
 
 Each (policy, attack, seed) is one federated run on Flower's Simulation Engine; all runs share
 one runtime: the grid is a sweep (:func:`fedqnn.sweep.run_sweep`, docs/workflow.md). A no-attack CEAS run per seed is the
-reference for "within 3 points of its no-attack run". Seeds are paired: the same seed gives the
+reference for "within 3 points of its no-attack run". ``--reference`` names the policy the others
+are compared with (default: ``broker.policy``'s default). Seeds are paired: the same seed gives the
 same data, calibrations, Byzantine nodes and initial model in every policy, so differences are
 taken per seed and a 95 % t-interval (n - 1 degrees of freedom) is put on their mean.
 
@@ -54,13 +56,20 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--attacks", default="alie,min-max")
-    p.add_argument("--policies", default="aware,oblivious,random")
+    p.add_argument("--policies", default="lookahead,oblivious,random")
+    p.add_argument("--reference", default=None,
+                   help="the CEAS policy the others are compared with (default: broker.policy's default)")
     p.add_argument("--task", default="digits")
     p.add_argument("--fraction-train", type=float, default=0.5)
     p.add_argument("--out", default="experiments/headline/results")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--analyse-only", action="store_true", help="only rebuild table and plots")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.reference is None:
+        from fedqnn.config import build_config
+
+        a.reference = build_config({}, {})["broker"]["policy"]
+    return a
 
 
 class HeadlineTable(Table):
@@ -95,11 +104,11 @@ class HeadlineTable(Table):
 
 
 def _grid(a: argparse.Namespace) -> tuple[list[dict[str, list[str]]], list[int]]:
-    """A no-attack CEAS reference (policy aware) per seed, then every attack x policy."""
+    """A no-attack CEAS reference (the reference policy) per seed, then every attack x policy."""
     seeds = [int(s) for s in a.seeds.split(",") if s]
     attacks = [x for x in a.attacks.split(",") if x]
     policies = [x for x in a.policies.split(",") if x]
-    return [{"attack": ["none"], "broker.policy": ["aware"]}, {"attack": attacks, "broker.policy": policies}], seeds
+    return [{"attack": ["none"], "broker.policy": [a.reference]}, {"attack": attacks, "broker.policy": policies}], seeds
 
 
 def _append_curve(out: Path, cell: dict[str, Any]) -> None:
@@ -149,47 +158,52 @@ def analyse(a: argparse.Namespace) -> str:
     scale = 100.0 if metric == "accuracy" else 1.0
     unit = "points" if metric == "accuracy" else metric
     val = lambda p, atk, s: float(runs[(p, atk, s)]["final"]) * scale  # noqa: E731
+    ref = a.reference
     lines = [
         f"Final {metric} after {a.rounds} rounds, {a.clients} QPUs, strategy ceas, 20 % Byzantine under an attack "
         f"(none without); seeds are paired, each row over the seeds both sides have; differences in {unit} with "
         "95 % t-intervals.", "",
-        "| attack | policy | seeds | CEAS (aware) | this policy | CEAS minus this policy | paper's claim |",
+        f"| attack | policy | seeds | CEAS ({ref}) | this policy | CEAS minus this policy | paper's claim |",
         "|---|---|---|---|---|---|---|",
     ]
     for atk in attacks:
         for p in policies:
-            have = [s for s in seeds if (p, atk, s) in runs and ("aware", atk, s) in runs]
-            if not have or p == "aware":
+            have = [s for s in seeds if (p, atk, s) in runs and (ref, atk, s) in runs]
+            if not have or p == ref:
                 continue
-            m, lo, hi = paired_ci([val("aware", atk, s) - val(p, atk, s) for s in have])
-            lines.append(f"| {atk} | {p} | {len(have)} | {np.mean([val('aware', atk, s) for s in have]):.2f} | "
+            m, lo, hi = paired_ci([val(ref, atk, s) - val(p, atk, s) for s in have])
+            lines.append(f"| {atk} | {p} | {len(have)} | {np.mean([val(ref, atk, s) for s in have]):.2f} | "
                          f"{np.mean([val(p, atk, s) for s in have]):.2f} | {m:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
                          "+10 to +15 |")
     lines += ["", "CEAS under attack minus CEAS without attack (goal: the interval within -3 points):", "",
               "| attack | seeds | CEAS under attack | CEAS without | difference [95 % CI] | within -3? |",
               "|---|---|---|---|---|---|"]
     for atk in attacks:
-        have = [s for s in seeds if ("aware", atk, s) in runs and ("aware", "none", s) in runs]
-        if have:
-            m, lo, hi = paired_ci([val("aware", atk, s) - val("aware", "none", s) for s in have])
+        have = [s for s in seeds if (ref, atk, s) in runs and (ref, "none", s) in runs]
+        if atk != "none" and have:
+            m, lo, hi = paired_ci([val(ref, atk, s) - val(ref, "none", s) for s in have])
             verdict = "open" if math.isnan(lo) else ("yes" if lo >= -3 else ("no" if hi < -3 else "open"))
-            lines.append(f"| {atk} | {len(have)} | {np.mean([val('aware', atk, s) for s in have]):.2f} | "
-                         f"{np.mean([val('aware', 'none', s) for s in have]):.2f} | {m:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
+            lines.append(f"| {atk} | {len(have)} | {np.mean([val(ref, atk, s) for s in have]):.2f} | "
+                         f"{np.mean([val(ref, 'none', s) for s in have]):.2f} | {m:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
                          f"{verdict} |")
-    util = {p: np.mean([float(r["utilization"]) for (pp, _, _), r in runs.items() if pp == p and r["utilization"]])
-            for p in policies}
-    served = {p: np.mean([float(r["served"]) for (pp, _, _), r in runs.items() if pp == p and r["served"]])
-              for p in policies}
-    lines += ["", "Bell-pair bookkeeping over the same runs (mean): " + "; ".join(
-        f"{p}: utilization {util[p]:.3f}, served {served[p]:.3f}" for p in policies)]
+    lines += ["", f"Per policy, over the same runs (mean over seeds and attacks): final {metric}, Bell-pair "
+              "utilization and served demand (fixed demand: K nodes selected every round).", "",
+              f"| policy | runs | final {metric} | utilization | served |", "|---|---|---|---|---|"]
+    for p in dict.fromkeys([ref, *policies]):
+        mine = [r for (pp, atk, _), r in runs.items() if pp == p and atk in attacks]
+        if not mine:
+            continue
+        col = lambda k, mine=mine: np.mean([float(r[k]) for r in mine if r[k] not in ("", "None")])  # noqa: E731
+        lines.append(f"| {p} | {len(mine)} | {col('final') * scale:.2f} | {col('utilization'):.3f} | "
+                     f"{col('served'):.3f} |")
     text = "\n".join(lines) + "\n"
     (out / "table.md").write_text(text)
-    _plots(out, runs, curves, attacks, policies, metric, scale)
+    _plots(out, runs, curves, attacks, policies, metric, scale, ref)
     return text
 
 
 def _plots(out: Path, runs: dict, curves: list[dict[str, str]], attacks: list[str], policies: list[str],
-           metric: str, scale: float) -> None:
+           metric: str, scale: float, ref: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,7 +216,7 @@ def _plots(out: Path, runs: dict, curves: list[dict[str, str]], attacks: list[st
     if attacks:
         atk = attacks[0]
         fig, ax = plt.subplots(figsize=(6, 4))
-        for p, style in (("aware", "-"), ("random", "--"), ("oblivious", ":")):
+        for p, style in ((ref, "-"), ("random", "--"), ("oblivious", ":")):
             if (p, atk) not in by:
                 continue
             seeds = by[(p, atk)]
@@ -210,7 +224,7 @@ def _plots(out: Path, runs: dict, curves: list[dict[str, str]], attacks: list[st
             m = np.array([[seeds[s][t] for t in rounds] for s in seeds])
             mu = m.mean(0)
             half = (stats.t.ppf(0.975, len(m) - 1) * m.std(0, ddof=1) / math.sqrt(len(m))) if len(m) > 1 else 0 * mu
-            label = {"aware": "CEAS (aware)", "random": "random selection", "oblivious": "oblivious"}[p]
+            label = {ref: f"CEAS ({ref})", "random": "random selection", "oblivious": "oblivious"}[p]
             ax.plot(rounds, mu, style, label=label)
             ax.fill_between(rounds, mu - half, mu + half, alpha=0.2)
         ax.set_xlabel("round")
@@ -231,11 +245,11 @@ def _plots(out: Path, runs: dict, curves: list[dict[str, str]], attacks: list[st
         ys, ms, los, his = [], [], [], []
         for i, atk in enumerate(attacks):
             if other is not None:
-                common = sorted(seeds_of("aware", atk) & seeds_of(other, atk))
-                diffs = [val("aware", atk, s) - val(other, atk, s) for s in common]
+                common = sorted(seeds_of(ref, atk) & seeds_of(other, atk))
+                diffs = [val(ref, atk, s) - val(other, atk, s) for s in common]
             else:
-                common = sorted(seeds_of("aware", atk) & seeds_of("aware", ref_attack))
-                diffs = [val("aware", atk, s) - val("aware", ref_attack, s) for s in common]
+                common = sorted(seeds_of(ref, atk) & seeds_of(ref, ref_attack))
+                diffs = [val(ref, atk, s) - val(ref, ref_attack, s) for s in common]
             if len(diffs) < 2:
                 continue
             m, lo, hi = t_interval(diffs)
