@@ -45,7 +45,8 @@ def test_headline_is_a_sweep(tmp_path: Path, local_batch: list[str]) -> None:
     assert headline.main(argv) == 0
     rows = _csv(tmp_path / "runs.csv")
     assert [(r["policy"], r["attack"], r["seed"]) for r in rows] == [
-        ("aware", "none", "1"), ("aware", "none", "2"), ("random", "sign-flip", "1"), ("random", "sign-flip", "2")]
+        ("lookahead", "none", "1"), ("lookahead", "none", "2"),  # the reference: broker.policy's default
+        ("random", "sign-flip", "1"), ("random", "sign-flip", "2")]
     for r in rows:
         summary = json.loads((tmp_path / "runs" / f"{r['policy']}__{r['attack']}__{r['seed']}" / "summary.json").read_text())
         assert summary["config"]["broker"]["policy"] == r["policy"] and summary["config"]["seed"] == int(r["seed"])
@@ -61,20 +62,21 @@ def test_the_committed_headline_table_reads_back_as_done(tmp_path: Path, monkeyp
     headline = _script("experiments/headline/ceas_headline.py")
     sent: list[str] = []
     monkeypatch.setattr(simulation, "run_batch", lambda cfgs, on_done=None: sent.extend(c["out"] for c in cfgs))
-    src = ROOT / "experiments/headline/results_30"
-    argv = ["--rounds", "30", "--attacks", "alie,min-max,ipm", "--out", str(tmp_path)]  # docs/results.md's command
+    src = ROOT / "experiments/headline/iid"
+    argv = ["--rounds", "8", "--attacks", "alie,sign-flip,label-flip,boundary", "--policies",
+            "lookahead,oblivious,random", "--out", str(tmp_path)]  # docs/results.md's command
     shutil.copy(src / "runs.csv", tmp_path / "runs.csv")
     shutil.copy(src / "curves.csv", tmp_path / "curves.csv")
     assert headline.main(argv) == 0
-    assert sent == []  # all 50 runs are in runs.csv
+    assert sent == []  # all 65 runs are in runs.csv
     assert (tmp_path / "table.md").read_text() == (src / "table.md").read_text()  # the same command, the same table
     rows = _csv(src / "runs.csv")
     with (tmp_path / "runs.csv").open("w", newline="") as fh:  # control: drop one row, that cell runs
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(r for r in rows if (r["policy"], r["attack"], r["seed"]) != ("random", "ipm", "3"))
+        w.writerows(r for r in rows if (r["policy"], r["attack"], r["seed"]) != ("random", "alie", "3"))
     headline.run(headline._args(argv))
-    assert sent == [str(tmp_path / "runs" / "random__ipm__3")]
+    assert sent == [str(tmp_path / "runs" / "random__alie__3")]
 
 
 def test_bell_drain_federated_runs_are_a_sweep(tmp_path: Path, local_batch: list[str],
