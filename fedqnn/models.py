@@ -16,6 +16,9 @@ resolution: the property that makes an operator an operator.
 The classifier is the same branch with ``P = classes`` logits and no trunk.
 ``classical=True`` swaps the quantum layer for a classical layer with (as near as possible) the
 same number of trainable parameters: the ablation that shows what the quantum part contributes.
+``classical_layer`` picks it: ``mlp`` (a tanh MLP, a width-1 bottleneck at 4 qubits x 2 layers) or
+``product-state`` (the same circuit without its CNOTs: the same trigonometric features of the same
+angles and the same 3 L n parameters, classically simulable; the fair control).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from fedqnn.quantum.readout import as_confusion
 from fedqnn.quantum.shots import sample_expectations
 from fedqnn.quantum.statevector import circuit_state, expectations, num_observables
 
-__all__ = ["QuantumLayer", "ClassicalSurrogate", "sample_expectations", "QuantumNeuralOperator", "QuantumClassifier"]
+__all__ = ["QuantumLayer", "ClassicalSurrogate", "ProductStateLayer", "sample_expectations", "QuantumNeuralOperator",
+           "QuantumClassifier"]
 
 
 class QuantumLayer(nn.Module):
@@ -129,6 +133,32 @@ class ClassicalSurrogate(nn.Module):
         return self.net(angles.flatten(1))
 
 
+class ProductStateLayer(nn.Module):
+    """Ablation's fair classical control: the quantum layer's circuit with every CNOT removed.
+
+    Without entanglers each qubit evolves alone: per layer RY(a_{l,i}) then Rot(θ_{l,i}) on its
+    own 2-dim state |ψ_i⟩, so the state is the product ⊗_i |ψ_i⟩ and
+
+        ⟨Z_i⟩ = ⟨ψ_i|Z|ψ_i⟩,    ⟨Z_i Z_{i+1}⟩ = ⟨Z_i⟩⟨Z_{i+1}⟩,
+
+    trigonometric polynomials of the same angles as the quantum layer's, with the same 3 L n
+    trainable parameters and the same initialisation, computable classically in O(L n) (here by
+    the same statevector code with the CNOT mask off). Noiseless like :class:`ClassicalSurrogate`;
+    its parameter is ``theta`` (not ``weights``), so CEAS's metric treats it as classical.
+    """
+
+    def __init__(self, qubits: int, layers: int, seed: int = 0) -> None:
+        super().__init__()
+        self.qubits, self.layers = qubits, layers
+        g = torch.Generator().manual_seed(seed)  # QuantumLayer's draw: the same initial angles
+        self.theta = nn.Parameter(torch.rand((layers, qubits, 3), generator=g, dtype=torch.float64) * 2 * math.pi)
+        self.register_buffer("mask", torch.zeros(layers, qubits), persistent=False)
+        self.out_features = num_observables(qubits)
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        return expectations(circuit_state(angles, self.theta, mask=self.mask))
+
+
 @lru_cache(maxsize=32)
 def _cosine_quadrature(points: int, features: int) -> torch.Tensor:
     """Q with (Q u)_k = ∫_0^1 u(x) cos(kπx) dx by the trapezoid rule on ``points`` uniform sensors."""
@@ -142,6 +172,8 @@ def _cosine_quadrature(points: int, features: int) -> torch.Tensor:
 def _quantum_or_classical(cfg: dict[str, Any], seed: int) -> nn.Module:
     m = cfg["model"]
     if m["classical"]:
+        if m.get("classical_layer", "mlp") == "product-state":
+            return ProductStateLayer(m["qubits"], m["layers"], seed=seed)
         return ClassicalSurrogate(m["qubits"], m["layers"], seed=seed, hidden=m["classical_hidden"])
     from fedqnn.partitions.spec import kind_of
 

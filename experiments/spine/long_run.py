@@ -3,13 +3,16 @@
     python experiments/spine/long_run.py [--config experiments/configs/long_antiderivative.toml]
                                          [--out experiments/spine/results] [--set key=value ...]
 
-Runs the config three times through ``fedqnn.run``: with the quantum layer; with the quantum layer
+Runs the config four times through ``fedqnn.run``: with the quantum layer; with the quantum layer
 replaced by a classical layer of (nearly) the same parameter count (``model.classical=true``: a
-width-1 tanh bottleneck at 4 qubits x 2 layers); and with a wider classical layer (hidden width 8,
-more parameters) as the control that shows whether the gap is parameter efficiency.
-Writes each run's directory, ``table.md`` and ``curves.png`` (rel_l2 per round, both variants).
+width-1 tanh bottleneck at 4 qubits x 2 layers); with a wider classical layer (hidden width 8,
+more parameters) as the control that shows whether the gap is parameter efficiency; and with the
+same circuit without its CNOTs (``model.classical_layer=product-state``: the same trigonometric
+features and the same 24 parameters, a product state that a classical computer evaluates in
+O(qubits)), the fair control for "the entanglement is what helps".
+Writes each run's directory, ``table.md`` and ``curves.png`` (rel_l2 per round, every variant).
 
-Three single runs, not a grid: it calls ``fedqnn.run`` per variant and does not use
+Four single runs, not a grid: it calls ``fedqnn.run`` per variant and does not use
 :mod:`fedqnn.sweep` (experiments/spine/README.md).
 """
 
@@ -42,6 +45,8 @@ def main() -> None:
         ("classical, equal parameter count", "classical", {"model.classical": True}),
         ("classical, hidden width 8 (more parameters)", "classical-h8",
          {"model.classical": True, "model.classical_hidden": 8}),
+        ("classical, same features and parameters (the circuit without CNOTs)", "classical-product",
+         {"model.classical": True, "model.classical_layer": "product-state"}),
     )
     for label, dirname, variant in variants:
         run_dir = out / dirname

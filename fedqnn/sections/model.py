@@ -23,6 +23,10 @@ FIELDS: dict[str, Field] = {
                                     "count", low=0, high=4096),
     "model.classical": field(False, bool, "ablation: replace the quantum layer by a classical layer of equal "
                              "parameter count"),
+    "model.classical_layer": field("", str, "the ablation's classical layer: mlp (tanh MLP; also when empty) or "
+                                   "product-state (the same circuit without CNOTs: same features, same "
+                                   "parameters); absent from the config when empty",
+                                   choices=("mlp", "product-state"), omit_empty=True),
 }
 
 

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from fedqnn.config import build_config
-from fedqnn.models import ClassicalSurrogate, QuantumLayer, count_parameters, sample_expectations
+from fedqnn.models import (
+    ClassicalSurrogate,
+    ProductStateLayer,
+    QuantumLayer,
+    count_parameters,
+    sample_expectations,
+)
 from fedqnn.quantum.qnode import make_qnode
 from fedqnn.quantum.statevector import circuit_state, expectations
 from fedqnn.tasks import get_task
@@ -93,6 +99,40 @@ def test_classical_surrogate_has_about_the_quantum_parameter_count():
         q = count_parameters(QuantumLayer(qubits, layers, device="torch"))
         c = count_parameters(ClassicalSurrogate(qubits, layers))
         assert abs(c - q) <= (3 * qubits * layers + 2 * (2 * qubits - 1)) / 2, (q, c)
+
+
+def _single_qubit_z(angles: torch.Tensor, theta: torch.Tensor, i: int) -> torch.Tensor:
+    """<Z> of qubit i evolved alone by RY(a_l) then Rot(theta_l), l = 0..L-1 (2 x 2 matrices)."""
+    from fedqnn.quantum.statevector import _rot, _ry
+
+    psi = torch.zeros(angles.shape[0], 2, dtype=torch.complex128)
+    psi[:, 0] = 1.0
+    for layer in range(angles.shape[1]):
+        psi = torch.einsum("bij,bj->bi", _ry(angles[:, layer, i]), psi)
+        w = theta[layer, i]
+        psi = psi @ _rot(w[0], w[1], w[2]).T
+    return psi[:, 0].abs() ** 2 - psi[:, 1].abs() ** 2
+
+
+def test_product_state_control_is_the_circuit_without_entanglement():
+    """The fair classical control: same parameters and init as the quantum layer, outputs the
+    product-state formulas <Z_i> (one qubit alone) and <Z_i Z_i+1> = <Z_i><Z_i+1>; the entangling
+    layer (negative control) violates the factorisation."""
+    qubits, layers = 4, 2
+    ctrl, quantum = ProductStateLayer(qubits, layers, seed=3), QuantumLayer(qubits, layers, device="torch", seed=3)
+    assert count_parameters(ctrl) == count_parameters(quantum) == 3 * qubits * layers
+    assert torch.equal(ctrl.theta, quantum.weights)  # the same initial angles
+    angles = torch.rand(16, layers, qubits, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3
+    out = ctrl(angles)
+    z = torch.stack([_single_qubit_z(angles, ctrl.theta.detach(), i) for i in range(qubits)], 1)
+    torch.testing.assert_close(out[:, :qubits], z, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out[:, qubits:], z[:, :-1] * z[:, 1:], rtol=0, atol=1e-12)
+    q = quantum(angles).detach()
+    assert (q[:, qubits:] - q[:, :qubits - 1] * q[:, 1:qubits]).abs().max() > 0.05  # entangled: no product
+    out.sum().backward()
+    assert ctrl.theta.grad is not None and ctrl.theta.grad.abs().sum() > 0
+    cfg = build_config({}, {"model.classical": True, "model.classical_layer": "product-state"})
+    assert isinstance(get_task(cfg["task"]).build_model(cfg).quantum, ProductStateLayer)
 
 
 def test_shot_sampling_is_unbiased_with_binomial_variance():
