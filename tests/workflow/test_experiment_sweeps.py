@@ -99,3 +99,25 @@ def test_bell_drain_federated_runs_are_a_sweep(tmp_path: Path, local_batch: list
     monkeypatch.setattr(simulation, "run_batch", lambda cfgs, on_done=None: sent.extend(c["out"] for c in cfgs))
     drain.federated(drain._args(argv), tmp_path)
     assert len(sent) == 3  # without it every federated run runs again, as the script always did
+
+
+def test_the_committed_federated_zoo_reads_back_as_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """experiments/ceas/federated_zoo.py (issue 16 item 5) with its defaults on a copy of the committed
+    runs.csv runs nothing and rebuilds the committed table.md; control: drop one CEAS row at
+    alpha 0.5 and exactly that cell runs."""
+    zoo = _script("experiments/ceas/federated_zoo.py")
+    sent: list[str] = []
+    monkeypatch.setattr(simulation, "run_batch", lambda cfgs, on_done=None: sent.extend(c["out"] for c in cfgs))
+    src = ROOT / "experiments/ceas/federated_zoo"
+    shutil.copy(src / "runs.csv", tmp_path / "runs.csv")
+    assert zoo.main(["--out", str(tmp_path)]) == 0
+    assert sent == []
+    assert (tmp_path / "table.md").read_text() == (src / "table.md").read_text()
+    rows = _csv(src / "runs.csv")
+    drop = next(r for r in rows if r["alpha"] == "0.5" and r["strategy"] == "ceas" and r["attack"] == "boundary")
+    with (tmp_path / "runs.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r is not drop)
+    zoo.run(zoo._args(["--out", str(tmp_path)]))
+    assert len(sent) == 1 and "boundary" in sent[0] and "ceas" in sent[0] and sent[0].endswith(drop["seed"]), sent
